@@ -1,0 +1,136 @@
+//! Who is calling. Deny by default: `authenticate` runs on every route and lets a request through
+//! without a developer key only if its route is in `PUBLIC_ROUTES`.
+
+pub mod tokens;
+
+use std::future::{ready, Ready};
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+use tokens::{hashes_equal, ParsedApiKey};
+
+/// Routes that answer without a developer key: `{}` stands for one path segment.
+/// Registration-token routes authenticate with the token in the body or path instead.
+pub const PUBLIC_ROUTES: &[(&str, &str)] =
+    &[("GET", "/api/health"), ("GET", "/api/ready"), ("GET", "/v1/connect/{}"), ("POST", "/v1/connect")];
+
+fn is_public(method: &str, path: &str) -> bool {
+    PUBLIC_ROUTES.iter().any(|(m, pattern)| {
+        if *m != method {
+            return false;
+        }
+        let mut want = pattern.split('/');
+        let mut got = path.split('/');
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return true,
+                (Some("{}"), Some(seg)) if !seg.is_empty() => {}
+                (Some(w), Some(g)) if w == g => {}
+                _ => return false,
+            }
+        }
+    })
+}
+
+/// A request authenticated with a tenant's `rly-` key.
+#[derive(Debug, Clone, Copy)]
+pub struct TenantAuth {
+    pub tenant_id: Uuid,
+    pub api_key_id: Uuid,
+}
+
+impl FromRequest for TenantAuth {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        // Present whenever the middleware let a non-public route through.
+        ready(req.extensions().get::<TenantAuth>().copied().ok_or_else(missing_key))
+    }
+}
+
+fn missing_key() -> ApiError {
+    ApiError::unauthenticated(
+        "relay_key_missing",
+        "No API key provided. Send your Relay key as 'Authorization: Bearer rly-...'.",
+    )
+}
+
+fn invalid_key() -> ApiError {
+    ApiError::unauthenticated("relay_key_invalid", "The Relay API key is not valid.")
+}
+
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if is_public(req.method().as_str(), req.path()) {
+        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+    }
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(req.into_response(actix_web::HttpResponse::from_error(ApiError::internal(anyhow::anyhow!(
+            "app state missing"
+        )))));
+    };
+    match check_api_key(&state, req.headers().get(AUTHORIZATION)).await {
+        Ok(auth) => {
+            tracing::Span::current().record("tenant_id", tracing::field::display(auth.tenant_id));
+            req.extensions_mut().insert(auth);
+            next.call(req).await.map(ServiceResponse::map_into_boxed_body)
+        }
+        Err(e) => Ok(req.into_response(actix_web::HttpResponse::from_error(e))),
+    }
+}
+
+async fn check_api_key(
+    state: &AppState,
+    header: Option<&actix_web::http::header::HeaderValue>,
+) -> Result<TenantAuth, ApiError> {
+    let header = header.ok_or_else(missing_key)?;
+    let value = header.to_str().map_err(|_| invalid_key())?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| {
+            ApiError::unauthenticated("relay_key_invalid", "The Authorization header must be 'Bearer rly-...'.")
+        })?
+        .trim();
+    if token.is_empty() {
+        return Err(missing_key());
+    }
+    let parsed = ParsedApiKey::parse(token).ok_or_else(invalid_key)?;
+    let record = state.store.find_api_key(&parsed.public_id).await?.ok_or_else(invalid_key)?;
+    if !hashes_equal(&parsed.hash, &record.secret_hash) {
+        return Err(invalid_key());
+    }
+    if record.revoked_at.is_some() {
+        return Err(ApiError::unauthenticated("relay_key_revoked", "This Relay API key has been revoked."));
+    }
+    Ok(TenantAuth { tenant_id: record.tenant_id, api_key_id: record.id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_public;
+
+    #[test]
+    fn public_list_is_exact() {
+        assert!(is_public("GET", "/api/health"));
+        assert!(is_public("GET", "/v1/connect/rrt-abc"));
+        assert!(is_public("POST", "/v1/connect"));
+        assert!(!is_public("GET", "/v1/connect/"));
+        assert!(!is_public("GET", "/v1/connect/a/b"));
+        assert!(!is_public("POST", "/v1/connect/x"));
+        assert!(!is_public("DELETE", "/api/health"));
+        assert!(!is_public("GET", "/api/health/"));
+        assert!(!is_public("GET", "/v1/users/x"));
+        assert!(!is_public("GET", "/"));
+    }
+}

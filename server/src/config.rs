@@ -1,0 +1,185 @@
+//! Configuration: flags with environment fallbacks (and `.env`). With no `DATABASE_URL`, Relay
+//! runs embedded: SQLite and a generated master key in `./relay-data/`. Anywhere else a master
+//! key must be given, and a missing or malformed one stops the server.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use secrecy::SecretString;
+
+use crate::providers::ProviderId;
+use crate::store::DatabaseUrl;
+use crate::vault::LocalKeyring;
+
+const GENERATE_HINT: &str = "Generate one with `relay kek generate` (or: echo \"v1:$(openssl rand -base64 32)\") \
+and pass it as RELAY_MASTER_KEYS=v1:<base64> or in a file named by RELAY_MASTER_KEY_FILE.";
+
+/// Where data and master keys come from; shared by every command that touches the store.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// postgres://… for production; sqlite:PATH for a file; unset: embedded SQLite in --data-dir.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Directory of the embedded default (SQLite database and generated master key).
+    #[arg(long, env = "RELAY_DATA_DIR", default_value = "relay-data")]
+    pub data_dir: PathBuf,
+    /// File holding master keys, one `v<N>:<base64 32 bytes>` per line, newest first.
+    #[arg(long, env = "RELAY_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// Everything the store and vault need, resolved.
+pub struct StoreConfig {
+    pub database: DatabaseUrl,
+    pub keyring: LocalKeyring,
+    pub embedded: bool,
+}
+
+impl StoreArgs {
+    /// Resolves the database and master keys. Master keys come only from the environment
+    /// (`RELAY_MASTER_KEYS`) or a file, never from a flag that `ps` would show.
+    pub fn resolve(&self) -> anyhow::Result<StoreConfig> {
+        let env_keys = std::env::var("RELAY_MASTER_KEYS").ok().filter(|s| !s.trim().is_empty());
+        let explicit_keys = match (&env_keys, &self.master_key_file) {
+            (Some(_), Some(_)) => bail!("Set either RELAY_MASTER_KEYS or RELAY_MASTER_KEY_FILE, not both."),
+            (Some(k), None) => Some((SecretString::from(k.clone()), "RELAY_MASTER_KEYS".to_owned())),
+            (None, Some(path)) => Some((read_key_file(path)?, path.display().to_string())),
+            (None, None) => None,
+        };
+        let parse = |spec: &SecretString, from: &str| {
+            LocalKeyring::parse(spec)
+                .with_context(|| format!("The master key in {from} is not usable. {GENERATE_HINT}"))
+        };
+
+        match &self.database_url {
+            Some(url) => {
+                let database = DatabaseUrl::parse(url).map_err(anyhow::Error::msg)?;
+                let Some((spec, from)) = explicit_keys else {
+                    bail!("No master key is configured. DATABASE_URL is set, so Relay will not invent one. {GENERATE_HINT}");
+                };
+                Ok(StoreConfig { database, keyring: parse(&spec, &from)?, embedded: false })
+            }
+            None => {
+                ensure_private_dir(&self.data_dir)?;
+                let database = DatabaseUrl::Sqlite(self.data_dir.join("relay.db"));
+                let keyring = match explicit_keys {
+                    Some((spec, from)) => parse(&spec, &from)?,
+                    None => {
+                        let path = self.data_dir.join("master.key");
+                        if !path.exists() {
+                            write_new_key_file(&path)?;
+                        }
+                        parse(&read_key_file(&path)?, &path.display().to_string())?
+                    }
+                };
+                Ok(StoreConfig { database, keyring, embedded: true })
+            }
+        }
+    }
+}
+
+fn read_key_file(path: &Path) -> anyhow::Result<SecretString> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("Could not read the master key file {}. {GENERATE_HINT}", path.display()))?;
+    Ok(SecretString::from(text))
+}
+
+fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("Could not create the data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("Could not restrict {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Creates the embedded default's master key file, readable by its owner only (0600).
+fn write_new_key_file(path: &Path) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| format!("Could not create {}", path.display()))?;
+    let entry = LocalKeyring::generate_entry(1);
+    writeln!(file, "{}", secrecy::ExposeSecret::expose_secret(&entry))?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// `relay serve` settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, env = "RELAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// The URL clients reach this server at (used in links it hands out).
+    #[arg(long, env = "RELAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Check a key with its provider before storing it.
+    #[arg(long, env = "RELAY_VERIFY_PROVIDER_KEYS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub verify_provider_keys: bool,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "RELAY_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Seconds to wait for a provider when checking a key.
+    #[arg(long, env = "RELAY_KEY_CHECK_TIMEOUT", default_value_t = 15)]
+    pub key_check_timeout_secs: u64,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "RELAY_WORKERS")]
+    pub workers: Option<usize>,
+    /// Log format on stderr.
+    #[arg(long, env = "RELAY_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: crate::telemetry::LogFormat,
+}
+
+/// The server's configuration, resolved and ready for `Application::build`.
+pub struct Config {
+    pub listen: String,
+    pub store: StoreConfig,
+    pub public_url: Option<String>,
+    pub verify_provider_keys: bool,
+    pub max_body_bytes: usize,
+    pub key_check_timeout: Duration,
+    pub workers: Option<usize>,
+    /// `RELAY_UPSTREAM_<PROVIDER>` overrides.
+    pub upstreams: HashMap<ProviderId, String>,
+}
+
+impl Config {
+    pub fn from_args(args: &ServeArgs) -> anyhow::Result<Self> {
+        Ok(Self {
+            listen: args.listen.clone(),
+            store: args.store.resolve()?,
+            public_url: args.public_url.clone(),
+            verify_provider_keys: args.verify_provider_keys,
+            max_body_bytes: args.max_body_bytes,
+            key_check_timeout: Duration::from_secs(args.key_check_timeout_secs),
+            workers: args.workers,
+            upstreams: upstreams_from_env()?,
+        })
+    }
+}
+
+pub fn upstreams_from_env() -> anyhow::Result<HashMap<ProviderId, String>> {
+    let mut out = HashMap::new();
+    for p in ProviderId::ALL {
+        if let Ok(url) = std::env::var(p.env_var()) {
+            let url = url.trim().to_owned();
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("{} must be an http:// or https:// URL", p.env_var());
+            }
+            out.insert(p, url);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,280 @@
+//! End users' provider keys: connecting one with a registration token, opening one for a request,
+//! and re-wrapping all of them under the newest master key. Plaintext exists only in `SecretString`
+//! values that live for one call.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+use crate::auth::tokens::RegistrationTokenHash;
+use crate::error::ApiError;
+use crate::providers::{self, KeyCheck, KeyCheckError, ProviderId, Upstreams};
+use crate::store::{AuditEvent, DynStore, EndUser, RedeemError, RegistrationTokenInfo, StoredProviderKey};
+use crate::vault::{SealContext, Vault, VaultError};
+
+#[derive(Clone)]
+pub struct KeyService {
+    store: DynStore,
+    vault: Vault,
+    upstreams: Upstreams,
+    verify_with_provider: bool,
+    key_check_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connected {
+    pub provider: ProviderId,
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RotationReport {
+    pub rewrapped: u64,
+    /// Rows deleted or replaced while rotation ran; they are already on the newest KEK.
+    pub skipped: u64,
+    /// Rows that do not open under any configured KEK (see the log for which).
+    pub failed: u64,
+}
+
+impl KeyService {
+    pub fn new(
+        store: DynStore,
+        vault: Vault,
+        upstreams: Upstreams,
+        verify_with_provider: bool,
+        key_check_timeout: Duration,
+    ) -> Self {
+        Self { store, vault, upstreams, verify_with_provider, key_check_timeout }
+    }
+
+    pub fn upstreams(&self) -> &Upstreams {
+        &self.upstreams
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// Looks a registration token up without consuming it.
+    pub async fn registration_token(&self, raw: &str) -> Result<RegistrationTokenInfo, ApiError> {
+        let hash = RegistrationTokenHash::parse(raw).ok_or_else(invalid_token)?;
+        let info = self.store.find_registration_token(&hash.0).await?.ok_or_else(invalid_token)?;
+        if info.used_at.is_some() {
+            return Err(token_used());
+        }
+        if info.expires_at <= Utc::now() {
+            return Err(token_expired());
+        }
+        Ok(info)
+    }
+
+    /// Checks the key (format, then the provider), seals it, and stores it while consuming the
+    /// token in one transaction. A rejected key leaves the token usable.
+    pub async fn connect(&self, token: &str, provider: &str, api_key: &SecretString) -> Result<Connected, ApiError> {
+        let hash = RegistrationTokenHash::parse(token).ok_or_else(invalid_token)?;
+        let info = self.registration_token(token).await?;
+        let provider: ProviderId = provider.parse().map_err(|_| {
+            ApiError::invalid_request(
+                "provider_unknown",
+                format!("Unknown provider. Accepted providers: {}.", providers::accepted_providers()),
+            )
+            .param("provider")
+        })?;
+        if let Some(locked) = &info.provider {
+            if locked != provider.as_str() {
+                return Err(ApiError::invalid_request(
+                    "provider_mismatch",
+                    format!("This registration token only accepts a key for {locked}."),
+                )
+                .param("provider"));
+            }
+        }
+        let key = SecretString::from(api_key.expose_secret().trim().to_owned());
+        provider.check_key_format(key.expose_secret()).map_err(|e| {
+            ApiError::invalid_request("provider_key_malformed", format!("That is not a valid {provider} API key: {e}."))
+                .param("apiKey")
+        })?;
+        if self.verify_with_provider {
+            self.verify(provider, &key).await?;
+        }
+
+        let record_id = Uuid::new_v4();
+        let ctx = SealContext {
+            tenant_id: info.tenant_id,
+            end_user_id: info.end_user_id,
+            provider: provider.as_str(),
+            record_id,
+        };
+        let sealed = self.vault.seal(&ctx, &key).await.map_err(ApiError::internal)?;
+        let fingerprint = providers::fingerprint(provider, key.expose_secret());
+        drop(key);
+        let now = Utc::now();
+        let row = StoredProviderKey {
+            id: record_id,
+            tenant_id: info.tenant_id,
+            end_user_id: info.end_user_id,
+            provider: provider.as_str().to_owned(),
+            fingerprint: fingerprint.clone(),
+            sealed,
+            created_at: now,
+            last_used_at: None,
+        };
+        match self.store.redeem_registration_token(&hash.0, now, &row).await? {
+            Ok(()) => {}
+            Err(RedeemError::Used) => return Err(token_used()),
+            Err(RedeemError::Expired) => return Err(token_expired()),
+            Err(RedeemError::NotFound) => return Err(invalid_token()),
+        }
+        self.audit(
+            info.tenant_id,
+            "end_user",
+            "provider_key.connect",
+            format!("end_user:{} provider:{provider}", info.end_user_id),
+        )
+        .await;
+        tracing::info!(tenant_id = %info.tenant_id, provider = %provider, "provider key connected");
+        Ok(Connected { provider, fingerprint })
+    }
+
+    async fn verify(&self, provider: ProviderId, key: &SecretString) -> Result<(), ApiError> {
+        match self.upstreams.check_key(provider, key, self.key_check_timeout).await {
+            Ok(KeyCheck::Accepted) => Ok(()),
+            Ok(KeyCheck::Rejected) => Err(ApiError::invalid_request(
+                "provider_key_rejected",
+                format!("{provider} did not accept this API key. Check that it is active and copied in full."),
+            )
+            .param("apiKey")),
+            Err(e @ KeyCheckError::BadKey) => Err(ApiError::invalid_request(
+                "provider_key_malformed",
+                format!("That is not a valid {provider} API key."),
+            )
+            .param("apiKey")
+            .with_source(e)),
+            Err(e) => Err(ApiError::bad_gateway(
+                "provider_unavailable",
+                format!("Could not check the key with {provider} right now; nothing was stored. Try again shortly."),
+            )
+            .with_source(e)),
+        }
+    }
+
+    /// Opens an end user's key for one request.
+    pub async fn open(
+        &self,
+        end_user: &EndUser,
+        provider: ProviderId,
+    ) -> Result<(StoredProviderKey, SecretString), ApiError> {
+        let row = self.store.get_provider_key(end_user.id, provider.as_str()).await?.ok_or_else(|| {
+            ApiError::not_found(
+                "enduser_key_missing",
+                format!(
+                    "This end user has not connected a {provider} key. Send them a registration token to connect one."
+                ),
+            )
+        })?;
+        let ctx = SealContext {
+            tenant_id: end_user.tenant_id,
+            end_user_id: end_user.id,
+            provider: provider.as_str(),
+            record_id: row.id,
+        };
+        match self.vault.open(&ctx, &row.sealed).await {
+            Ok(secret) => Ok((row, secret)),
+            Err(e) => {
+                tracing::error!(tenant_id = %end_user.tenant_id, record_id = %row.id, error = %e, "stored provider key does not decrypt");
+                Err(ApiError::new(
+                    actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "api_error",
+                    "provider_key_undecryptable",
+                    format!("The stored {provider} key for this end user cannot be decrypted. Ask the user to connect it again."),
+                ))
+            }
+        }
+    }
+
+    /// Re-wraps every data key not yet under the newest KEK. Safe while servers keep serving:
+    /// each update is a compare-and-set, so a key replaced meanwhile is left alone.
+    pub async fn rotate(&self) -> Result<RotationReport, ApiError> {
+        let target = self.vault.current_kek_version();
+        let mut report = RotationReport::default();
+        let mut after = None;
+        loop {
+            let batch = self.store.provider_keys_not_on_version(target, after, 200).await?;
+            let Some(last) = batch.last() else { break };
+            after = Some(last.id);
+            for row in &batch {
+                let ctx = SealContext {
+                    tenant_id: row.tenant_id,
+                    end_user_id: row.end_user_id,
+                    provider: &row.provider,
+                    record_id: row.id,
+                };
+                match self.vault.rewrap(&ctx, &row.sealed).await {
+                    Ok(Some(new)) => {
+                        if self.store.rewrap_provider_key(row.id, &row.sealed, &new).await? {
+                            report.rewrapped += 1;
+                        } else {
+                            report.skipped += 1;
+                        }
+                    }
+                    Ok(None) => report.skipped += 1,
+                    Err(
+                        e @ (VaultError::Decrypt
+                        | VaultError::UnknownKekVersion(_)
+                        | VaultError::NotUtf8
+                        | VaultError::Encrypt),
+                    ) => {
+                        tracing::error!(record_id = %row.id, error = %e, "could not re-wrap a stored key");
+                        report.failed += 1;
+                    }
+                }
+            }
+        }
+        self.store
+            .append_audit(&AuditEvent {
+                tenant_id: None,
+                actor: "operator".into(),
+                action: "kek.rotate".into(),
+                target: Some(format!("v{target} rewrapped:{} failed:{}", report.rewrapped, report.failed)),
+                created_at: Utc::now(),
+            })
+            .await?;
+        Ok(report)
+    }
+
+    async fn audit(&self, tenant_id: Uuid, actor: &str, action: &str, target: String) {
+        let event = AuditEvent {
+            tenant_id: Some(tenant_id),
+            actor: actor.into(),
+            action: action.into(),
+            target: Some(target),
+            created_at: Utc::now(),
+        };
+        if let Err(e) = self.store.append_audit(&event).await {
+            tracing::error!(error = ?e, action, "could not write the audit log");
+        }
+    }
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::not_found(
+        "registration_token_invalid",
+        "This registration token is not valid. Ask the app for a new one.",
+    )
+    .param("registrationToken")
+}
+
+fn token_used() -> ApiError {
+    ApiError::gone(
+        "registration_token_used",
+        "This registration token has already been used. Ask the app for a new one.",
+    )
+    .param("registrationToken")
+}
+
+fn token_expired() -> ApiError {
+    ApiError::gone("registration_token_expired", "This registration token has expired. Ask the app for a new one.")
+        .param("registrationToken")
+}

@@ -1,0 +1,19 @@
+//! Relay: a self-hosted, multi-tenant vault and relay for bring-your-own-key AI apps.
+//!
+//! Read in this order: `startup` (how the server is assembled), `routes` (the HTTP surface),
+//! `auth` (who may call what), `keys` (connect / open / rotate provider keys), `vault` (envelope
+//! encryption), `store` (PostgreSQL and SQLite), `providers` (what each provider needs).
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod keys;
+pub mod providers;
+pub mod routes;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod tenants;
+pub mod vault;

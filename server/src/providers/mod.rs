@@ -1,0 +1,275 @@
+//! The providers Relay can hold keys for: their ids, key formats, where their APIs live and how a
+//! key is presented to them. Translation of the unified API lives in one file per provider.
+
+mod verify;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+pub use verify::{KeyCheck, KeyCheckError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderId {
+    OpenAi,
+    Anthropic,
+    Google,
+    Groq,
+    Mistral,
+    OpenRouter,
+}
+
+impl ProviderId {
+    pub const ALL: [ProviderId; 6] = [
+        ProviderId::OpenAi,
+        ProviderId::Anthropic,
+        ProviderId::Google,
+        ProviderId::Groq,
+        ProviderId::Mistral,
+        ProviderId::OpenRouter,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderId::OpenAi => "openai",
+            ProviderId::Anthropic => "anthropic",
+            ProviderId::Google => "google",
+            ProviderId::Groq => "groq",
+            ProviderId::Mistral => "mistral",
+            ProviderId::OpenRouter => "openrouter",
+        }
+    }
+
+    /// The public API root; `RELAY_UPSTREAM_<PROVIDER>` replaces it.
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            ProviderId::OpenAi => "https://api.openai.com",
+            ProviderId::Anthropic => "https://api.anthropic.com",
+            ProviderId::Google => "https://generativelanguage.googleapis.com",
+            ProviderId::Groq => "https://api.groq.com/openai",
+            ProviderId::Mistral => "https://api.mistral.ai",
+            ProviderId::OpenRouter => "https://openrouter.ai/api",
+        }
+    }
+
+    pub fn env_var(self) -> String {
+        format!("RELAY_UPSTREAM_{}", self.as_str().to_ascii_uppercase())
+    }
+
+    /// Headers that carry the key the way this provider wants it. Never a URL parameter.
+    pub fn auth_headers(self, key: &SecretString) -> Result<HeaderMap, KeyFormatError> {
+        let mut headers = HeaderMap::new();
+        let sensitive = |v: String| {
+            let mut v = HeaderValue::from_str(&v).map_err(|_| KeyFormatError::Charset)?;
+            v.set_sensitive(true);
+            Ok::<_, KeyFormatError>(v)
+        };
+        match self {
+            ProviderId::Anthropic => {
+                headers.insert(HeaderName::from_static("x-api-key"), sensitive(key.expose_secret().to_owned())?);
+                headers.insert(HeaderName::from_static("anthropic-version"), HeaderValue::from_static("2023-06-01"));
+            }
+            ProviderId::Google => {
+                headers.insert(HeaderName::from_static("x-goog-api-key"), sensitive(key.expose_secret().to_owned())?);
+            }
+            _ => {
+                headers.insert(reqwest::header::AUTHORIZATION, sensitive(format!("Bearer {}", key.expose_secret()))?);
+            }
+        }
+        Ok(headers)
+    }
+
+    /// Checks that `key` looks like one of this provider's keys. The error never quotes the key.
+    pub fn check_key_format(self, key: &str) -> Result<(), KeyFormatError> {
+        if key.is_empty() {
+            return Err(KeyFormatError::Empty);
+        }
+        if key.len() > 512 {
+            return Err(KeyFormatError::Length);
+        }
+        let token_chars = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !token_chars(key) {
+            return Err(KeyFormatError::Charset);
+        }
+        let ok = match self {
+            ProviderId::OpenAi => {
+                key.starts_with("sk-") && !key.starts_with("sk-ant-") && !key.starts_with("sk-or-") && key.len() >= 20
+            }
+            ProviderId::Anthropic => key.starts_with("sk-ant-") && key.len() >= 20,
+            ProviderId::Google => key.starts_with("AIza") && key.len() == 39,
+            ProviderId::Groq => key.starts_with("gsk_") && key.len() >= 20,
+            ProviderId::Mistral => key.len() == 32 && key.bytes().all(|b| b.is_ascii_alphanumeric()),
+            ProviderId::OpenRouter => key.starts_with("sk-or-") && key.len() >= 20,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(KeyFormatError::Shape(self.key_shape()))
+        }
+    }
+
+    /// What a key of this provider looks like, for error messages and the widget's hint.
+    pub fn key_shape(self) -> &'static str {
+        match self {
+            ProviderId::OpenAi => "OpenAI keys start with \"sk-\" (for example sk-proj-…)",
+            ProviderId::Anthropic => "Anthropic keys start with \"sk-ant-\"",
+            ProviderId::Google => "Google AI Studio keys start with \"AIza\" and are 39 characters long",
+            ProviderId::Groq => "Groq keys start with \"gsk_\"",
+            ProviderId::Mistral => "Mistral keys are 32 letters and digits",
+            ProviderId::OpenRouter => "OpenRouter keys start with \"sk-or-\"",
+        }
+    }
+}
+
+impl fmt::Display for ProviderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown provider")]
+pub struct UnknownProvider;
+
+impl FromStr for ProviderId {
+    type Err = UnknownProvider;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ProviderId::ALL.into_iter().find(|p| p.as_str() == s).ok_or(UnknownProvider)
+    }
+}
+
+pub fn accepted_providers() -> String {
+    ProviderId::ALL.map(ProviderId::as_str).join(", ")
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyFormatError {
+    #[error("the key is empty")]
+    Empty,
+    #[error("the key is longer than 512 characters")]
+    Length,
+    #[error("the key contains characters that API keys do not have (spaces, quotes or line breaks inside it?)")]
+    Charset,
+    #[error("the key does not look like this provider's keys: {0}")]
+    Shape(&'static str),
+}
+
+/// A short, non-secret hint that lets a person recognise a stored key: `sk-ant-…Wx9Z`.
+/// Only a known public prefix and the last four characters, never enough to use the key.
+pub fn fingerprint(provider: ProviderId, key: &str) -> String {
+    let prefixes: &[&str] = match provider {
+        ProviderId::OpenAi => &["sk-proj-", "sk-svcacct-", "sk-admin-", "sk-"],
+        ProviderId::Anthropic => &["sk-ant-"],
+        ProviderId::Google => &["AIza"],
+        ProviderId::Groq => &["gsk_"],
+        ProviderId::Mistral => &[],
+        ProviderId::OpenRouter => &["sk-or-v1-", "sk-or-"],
+    };
+    let prefix = prefixes.iter().find(|p| key.starts_with(**p)).copied().unwrap_or("");
+    let tail_start = key.len().saturating_sub(4).max(prefix.len());
+    format!("{prefix}…{}", key.get(tail_start..).unwrap_or(""))
+}
+
+/// Where each provider's API is, and the one HTTP client Relay uses to call them.
+#[derive(Clone)]
+pub struct Upstreams {
+    base_urls: HashMap<ProviderId, String>,
+    client: reqwest::Client,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamTimeouts {
+    pub connect: Duration,
+    pub key_check: Duration,
+}
+
+impl Default for UpstreamTimeouts {
+    fn default() -> Self {
+        Self { connect: Duration::from_secs(10), key_check: Duration::from_secs(15) }
+    }
+}
+
+impl Upstreams {
+    pub fn new(overrides: &HashMap<ProviderId, String>, timeouts: &UpstreamTimeouts) -> Result<Self, reqwest::Error> {
+        let base_urls = ProviderId::ALL
+            .into_iter()
+            .map(|p| {
+                let url = overrides.get(&p).map(String::as_str).unwrap_or(p.default_base_url());
+                (p, url.trim_end_matches('/').to_owned())
+            })
+            .collect();
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("relay/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { base_urls, client })
+    }
+
+    pub fn base_url(&self, provider: ProviderId) -> &str {
+        self.base_urls.get(&provider).map(String::as_str).unwrap_or(provider.default_base_url())
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_print() {
+        for p in ProviderId::ALL {
+            assert_eq!(p.as_str().parse::<ProviderId>(), Ok(p));
+        }
+        assert!("OpenAI".parse::<ProviderId>().is_err());
+        assert!("".parse::<ProviderId>().is_err());
+    }
+
+    #[test]
+    fn key_formats() {
+        let fake = |prefix: &str, n: usize| format!("{prefix}{}", "x".repeat(n));
+        assert!(ProviderId::OpenAi.check_key_format(&fake("sk-proj-", 40)).is_ok());
+        assert!(ProviderId::OpenAi.check_key_format(&fake("sk-ant-", 40)).is_err());
+        assert!(ProviderId::Anthropic.check_key_format(&fake("sk-ant-api03-", 40)).is_ok());
+        assert!(ProviderId::Google.check_key_format(&fake("AIza", 35)).is_ok());
+        assert!(ProviderId::Google.check_key_format(&fake("AIza", 34)).is_err());
+        assert!(ProviderId::Groq.check_key_format(&fake("gsk_", 52)).is_ok());
+        assert!(ProviderId::Mistral.check_key_format(&"a1".repeat(16)).is_ok());
+        assert!(ProviderId::Mistral.check_key_format(&"a1".repeat(15)).is_err());
+        assert!(ProviderId::OpenRouter.check_key_format(&fake("sk-or-v1-", 64)).is_ok());
+        assert_eq!(ProviderId::OpenAi.check_key_format(""), Err(KeyFormatError::Empty));
+        assert_eq!(ProviderId::OpenAi.check_key_format("sk-abc def ghi jkl mno"), Err(KeyFormatError::Charset));
+        assert_eq!(ProviderId::OpenAi.check_key_format(&fake("sk-", 600)), Err(KeyFormatError::Length));
+    }
+
+    #[test]
+    fn fingerprints_show_only_prefix_and_last_four() {
+        let key = format!("sk-ant-api03-{}WXYZ", "q".repeat(40));
+        assert_eq!(fingerprint(ProviderId::Anthropic, &key), "sk-ant-…WXYZ");
+        assert_eq!(fingerprint(ProviderId::Mistral, &"a".repeat(32)), "…aaaa");
+        assert_eq!(fingerprint(ProviderId::OpenAi, "sk-ab"), "sk-…ab");
+    }
+
+    #[test]
+    fn auth_headers_are_sensitive_and_never_in_the_url() {
+        let key = SecretString::from("AIza-test".to_owned());
+        let h = ProviderId::Google.auth_headers(&key).expect("headers");
+        let v = h.get("x-goog-api-key").expect("google header");
+        assert!(v.is_sensitive());
+        let h = ProviderId::OpenAi.auth_headers(&key).expect("headers");
+        assert!(h.get("authorization").is_some_and(HeaderValue::is_sensitive));
+        let h = ProviderId::Anthropic.auth_headers(&key).expect("headers");
+        assert!(h.get("x-api-key").is_some_and(HeaderValue::is_sensitive));
+        assert!(h.get("anthropic-version").is_some());
+    }
+}

@@ -1,0 +1,92 @@
+//! `POST /v1/registration-tokens`: a developer backend asks for a single-use token that lets one
+//! of its end users connect a key in the widget.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::tokens::{generate_registration_token, reveal};
+use crate::auth::TenantAuth;
+use crate::domain::EndUserLabel;
+use crate::error::ApiError;
+use crate::providers::{accepted_providers, ProviderId};
+use crate::startup::AppState;
+use crate::store::NewRegistrationToken;
+
+pub const DEFAULT_TTL_SECS: i64 = 15 * 60;
+pub const MIN_TTL_SECS: i64 = 60;
+pub const MAX_TTL_SECS: i64 = 24 * 60 * 60;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateBody {
+    end_user_label: String,
+    provider: Option<String>,
+    /// Seconds until the token expires.
+    expires_in: Option<i64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Created<'a> {
+    registration_token: &'a str,
+    end_user_label: &'a str,
+    provider: Option<ProviderId>,
+    expires_at: DateTime<Utc>,
+}
+
+pub async fn create(
+    auth: TenantAuth,
+    state: web::Data<AppState>,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let label = EndUserLabel::parse(&body.end_user_label).map_err(|e| e.into_api("endUserLabel"))?;
+    let provider = body
+        .provider
+        .as_deref()
+        .map(|p| {
+            p.parse::<ProviderId>().map_err(|_| {
+                ApiError::invalid_request(
+                    "provider_unknown",
+                    format!("Unknown provider. Accepted providers: {}.", accepted_providers()),
+                )
+                .param("provider")
+            })
+        })
+        .transpose()?;
+    let ttl = body.expires_in.unwrap_or(DEFAULT_TTL_SECS);
+    if !(MIN_TTL_SECS..=MAX_TTL_SECS).contains(&ttl) {
+        return Err(ApiError::invalid_request(
+            "invalid_expires_in",
+            format!(
+                "expiresIn must be between {MIN_TTL_SECS} and {MAX_TTL_SECS} seconds (default {DEFAULT_TTL_SECS})."
+            ),
+        )
+        .param("expiresIn"));
+    }
+
+    let now = Utc::now();
+    let end_user = state.store.upsert_end_user(auth.tenant_id, label.as_str(), now).await?;
+    let (token, hash) = generate_registration_token();
+    let expires_at = now + Duration::seconds(ttl);
+    state
+        .store
+        .insert_registration_token(&NewRegistrationToken {
+            id: Uuid::new_v4(),
+            tenant_id: auth.tenant_id,
+            end_user_id: end_user.id,
+            token_hash: hash.0,
+            provider: provider.map(|p| p.as_str().to_owned()),
+            created_at: now,
+            expires_at,
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(Created {
+        registration_token: reveal(&token),
+        end_user_label: label.as_str(),
+        provider,
+        expires_at,
+    }))
+}

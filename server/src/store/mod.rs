@@ -1,0 +1,249 @@
+//! Persistence: one `Store` trait with a PostgreSQL (production, several nodes) and a SQLite
+//! (embedded default) implementation. Both pass the same conformance suite (tests/).
+
+mod postgres;
+mod sqlite;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::vault::{KekVersion, SealedKey};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Connection-level failures, as opposed to a bad query or bad data.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub public_id: String,
+    pub secret_hash: Vec<u8>,
+    pub last4: String,
+    pub name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl fmt::Debug for ApiKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyRecord")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("public_id", &self.public_id)
+            .field("last4", &self.last4)
+            .field("revoked_at", &self.revoked_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndUser {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub label: String,
+    pub paid: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRegistrationToken {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub end_user_id: Uuid,
+    pub token_hash: [u8; 32],
+    pub provider: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A registration token with what the widget needs to render, looked up by hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationTokenInfo {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub tenant_name: String,
+    pub end_user_id: Uuid,
+    pub end_user_label: String,
+    pub provider: Option<String>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredProviderKey {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub end_user_id: Uuid,
+    pub provider: String,
+    pub fingerprint: String,
+    pub sealed: SealedKey,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderKeySummary {
+    pub provider: String,
+    pub fingerprint: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// Why a registration token could not be redeemed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedeemError {
+    NotFound,
+    Used,
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub tenant_id: Option<Uuid>,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"postgres"` or `"sqlite"`.
+    fn backend(&self) -> &'static str;
+    async fn migrate(&self) -> Result<()>;
+    async fn ping(&self) -> Result<()>;
+
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<()>;
+    async fn get_tenant(&self, id: Uuid) -> Result<Option<Tenant>>;
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+    async fn find_api_key(&self, public_id: &str) -> Result<Option<ApiKeyRecord>>;
+    async fn list_api_keys(&self, tenant_id: Uuid) -> Result<Vec<ApiKeyRecord>>;
+    /// Sets `revoked_at` once; false when no such live key of this tenant exists.
+    async fn revoke_api_key(&self, tenant_id: Uuid, public_id: &str, at: DateTime<Utc>) -> Result<bool>;
+
+    /// Returns the end user with this label, creating it first if needed.
+    async fn upsert_end_user(&self, tenant_id: Uuid, label: &str, now: DateTime<Utc>) -> Result<EndUser>;
+    async fn get_end_user(&self, tenant_id: Uuid, label: &str) -> Result<Option<EndUser>>;
+    /// Erases the end user and, by cascade, their keys, tokens and usage events.
+    async fn delete_end_user(&self, tenant_id: Uuid, label: &str) -> Result<Option<Uuid>>;
+
+    async fn insert_registration_token(&self, token: &NewRegistrationToken) -> Result<()>;
+    async fn find_registration_token(&self, token_hash: &[u8; 32]) -> Result<Option<RegistrationTokenInfo>>;
+    /// In one transaction: claims the token (one statement; unused, unexpired, and for this end
+    /// user) and stores `key`, replacing the user's key for that provider. Exactly one of any
+    /// number of concurrent calls for a token succeeds.
+    async fn redeem_registration_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: DateTime<Utc>,
+        key: &StoredProviderKey,
+    ) -> Result<std::result::Result<(), RedeemError>>;
+
+    async fn get_provider_key(&self, end_user_id: Uuid, provider: &str) -> Result<Option<StoredProviderKey>>;
+    async fn list_provider_keys(&self, end_user_id: Uuid) -> Result<Vec<ProviderKeySummary>>;
+    async fn delete_provider_key(&self, end_user_id: Uuid, provider: &str) -> Result<bool>;
+    async fn touch_provider_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<()>;
+
+    /// Keys not wrapped under `version`, in id order after `after`, for rotation.
+    async fn provider_keys_not_on_version(
+        &self,
+        version: KekVersion,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<StoredProviderKey>>;
+    /// Compare-and-set of a re-wrapped data key: applies only if the row still holds `old`.
+    async fn rewrap_provider_key(&self, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool>;
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
+    async fn list_audit(&self, tenant_id: Option<Uuid>, limit: u32) -> Result<Vec<AuditEvent>>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Where the data lives, chosen by `DATABASE_URL` (or the embedded default).
+#[derive(Debug, Clone)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    Sqlite(std::path::PathBuf),
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> std::result::Result<Self, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(url.to_owned()))
+        } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            let path = path.split('?').next().unwrap_or(path);
+            if path.is_empty() {
+                return Err("a sqlite: URL needs a file path, e.g. sqlite://relay-data/relay.db".into());
+            }
+            Ok(Self::Sqlite(path.into()))
+        } else {
+            Err("DATABASE_URL must start with postgres://, postgresql:// or sqlite:".into())
+        }
+    }
+}
+
+pub async fn connect(url: &DatabaseUrl) -> Result<DynStore> {
+    Ok(match url {
+        DatabaseUrl::Postgres(u) => Arc::new(PgStore::connect(u).await?),
+        DatabaseUrl::Sqlite(p) => Arc::new(SqliteStore::open(p).await?),
+    })
+}
+
+/// Migrations compiled into the binary, so `relay` needs no files beside it.
+#[derive(Debug)]
+struct EmbeddedMigrations(&'static [(i64, &'static str, &'static str)]);
+
+impl<'s> sqlx::migrate::MigrationSource<'s> for EmbeddedMigrations {
+    fn resolve(
+        self,
+    ) -> futures::future::BoxFuture<'s, std::result::Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>>
+    {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|(version, description, sql)| {
+                    sqlx::migrate::Migration::new(
+                        *version,
+                        std::borrow::Cow::Borrowed(*description),
+                        sqlx::migrate::MigrationType::Simple,
+                        std::borrow::Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,418 @@
+//! The PostgreSQL store: production, and several relay nodes sharing one database.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::*;
+use crate::vault::SealedKey;
+
+const MIGRATIONS: EmbeddedMigrations =
+    EmbeddedMigrations(&[(1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql"))]);
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let pool =
+            PgPoolOptions::new().max_connections(32).acquire_timeout(Duration::from_secs(5)).connect(url).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn version_of(row: &PgRow) -> Result<KekVersion> {
+    let v: i32 = row.try_get("kek_version")?;
+    KekVersion::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative kek_version {v}")))
+}
+
+fn provider_key(row: &PgRow) -> Result<StoredProviderKey> {
+    Ok(StoredProviderKey {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        end_user_id: row.try_get("end_user_id")?,
+        provider: row.try_get("provider")?,
+        fingerprint: row.try_get("fingerprint")?,
+        sealed: SealedKey {
+            kek_version: version_of(row)?,
+            wrapped_dek: row.try_get("wrapped_dek")?,
+            ciphertext: row.try_get("ciphertext")?,
+        },
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+    })
+}
+
+fn api_key(row: &PgRow) -> Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        public_id: row.try_get("public_id")?,
+        secret_hash: row.try_get("secret_hash")?,
+        last4: row.try_get("last4")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+fn end_user(row: &PgRow) -> Result<EndUser> {
+    Ok(EndUser {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        label: row.try_get("label")?,
+        paid: row.try_get("paid")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn kek_i32(v: KekVersion) -> Result<i32> {
+    i32::try_from(v).map_err(|_| StoreError::Corrupt(format!("kek version {v} out of range")))
+}
+
+const PROVIDER_KEY_COLUMNS: &str =
+    "id, tenant_id, end_user_id, provider, fingerprint, kek_version, wrapped_dek, ciphertext, created_at, last_used_at";
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate::Migrator::new(MIGRATIONS).await?.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_tenant(&self, t: &Tenant) -> Result<()> {
+        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(t.id)
+            .bind(&t.name)
+            .bind(t.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_tenant(&self, id: Uuid) -> Result<Option<Tenant>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok(Tenant { id: r.try_get("id")?, name: r.try_get("name")?, created_at: r.try_get("created_at")? }))
+            .transpose()
+    }
+
+    async fn insert_api_key(&self, k: &ApiKeyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, public_id, secret_hash, last4, name, created_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(k.id)
+        .bind(k.tenant_id)
+        .bind(&k.public_id)
+        .bind(&k.secret_hash)
+        .bind(&k.last4)
+        .bind(&k.name)
+        .bind(k.created_at)
+        .bind(k.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, public_id: &str) -> Result<Option<ApiKeyRecord>> {
+        sqlx::query("SELECT * FROM api_keys WHERE public_id = $1")
+            .bind(public_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(api_key)
+            .transpose()
+    }
+
+    async fn list_api_keys(&self, tenant_id: Uuid) -> Result<Vec<ApiKeyRecord>> {
+        sqlx::query("SELECT * FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id")
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(api_key)
+            .collect()
+    }
+
+    async fn revoke_api_key(&self, tenant_id: Uuid, public_id: &str, at: DateTime<Utc>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND public_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(tenant_id)
+        .bind(public_id)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn upsert_end_user(&self, tenant_id: Uuid, label: &str, now: DateTime<Utc>) -> Result<EndUser> {
+        // The no-op update makes RETURNING yield the existing row too.
+        let row = sqlx::query(
+            "INSERT INTO end_users (id, tenant_id, label, paid, created_at) VALUES ($1, $2, $3, TRUE, $4) \
+             ON CONFLICT (tenant_id, label) DO UPDATE SET label = EXCLUDED.label \
+             RETURNING id, tenant_id, label, paid, created_at",
+        )
+        .bind(Uuid::new_v4())
+        .bind(tenant_id)
+        .bind(label)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        end_user(&row)
+    }
+
+    async fn get_end_user(&self, tenant_id: Uuid, label: &str) -> Result<Option<EndUser>> {
+        sqlx::query("SELECT id, tenant_id, label, paid, created_at FROM end_users WHERE tenant_id = $1 AND label = $2")
+            .bind(tenant_id)
+            .bind(label)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(end_user)
+            .transpose()
+    }
+
+    async fn delete_end_user(&self, tenant_id: Uuid, label: &str) -> Result<Option<Uuid>> {
+        let row = sqlx::query("DELETE FROM end_users WHERE tenant_id = $1 AND label = $2 RETURNING id")
+            .bind(tenant_id)
+            .bind(label)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("id")).transpose()?)
+    }
+
+    async fn insert_registration_token(&self, t: &NewRegistrationToken) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO registration_tokens (id, tenant_id, end_user_id, token_hash, provider, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(t.id)
+        .bind(t.tenant_id)
+        .bind(t.end_user_id)
+        .bind(&t.token_hash[..])
+        .bind(&t.provider)
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_registration_token(&self, token_hash: &[u8; 32]) -> Result<Option<RegistrationTokenInfo>> {
+        let row = sqlx::query(
+            "SELECT r.id, r.tenant_id, t.name AS tenant_name, r.end_user_id, u.label, r.provider, r.expires_at, r.used_at \
+             FROM registration_tokens r JOIN tenants t ON t.id = r.tenant_id JOIN end_users u ON u.id = r.end_user_id \
+             WHERE r.token_hash = $1",
+        )
+        .bind(&token_hash[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(RegistrationTokenInfo {
+                id: r.try_get("id")?,
+                tenant_id: r.try_get("tenant_id")?,
+                tenant_name: r.try_get("tenant_name")?,
+                end_user_id: r.try_get("end_user_id")?,
+                end_user_label: r.try_get("label")?,
+                provider: r.try_get("provider")?,
+                expires_at: r.try_get("expires_at")?,
+                used_at: r.try_get("used_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn redeem_registration_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: DateTime<Utc>,
+        key: &StoredProviderKey,
+    ) -> Result<std::result::Result<(), RedeemError>> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "UPDATE registration_tokens SET used_at = $2 \
+             WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 AND tenant_id = $3 AND end_user_id = $4 \
+             RETURNING id",
+        )
+        .bind(&token_hash[..])
+        .bind(now)
+        .bind(key.tenant_id)
+        .bind(key.end_user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if claimed.is_none() {
+            let row = sqlx::query(
+                "SELECT used_at, expires_at FROM registration_tokens WHERE token_hash = $1 AND end_user_id = $2",
+            )
+            .bind(&token_hash[..])
+            .bind(key.end_user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.rollback().await?;
+            return Ok(Err(match row {
+                None => RedeemError::NotFound,
+                Some(r) if r.try_get::<Option<DateTime<Utc>>, _>("used_at")?.is_some() => RedeemError::Used,
+                Some(_) => RedeemError::Expired,
+            }));
+        }
+        sqlx::query(&format!(
+            "INSERT INTO provider_keys ({PROVIDER_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (end_user_id, provider) DO UPDATE SET id = EXCLUDED.id, fingerprint = EXCLUDED.fingerprint, \
+             kek_version = EXCLUDED.kek_version, wrapped_dek = EXCLUDED.wrapped_dek, ciphertext = EXCLUDED.ciphertext, \
+             created_at = EXCLUDED.created_at, last_used_at = NULL"
+        ))
+        .bind(key.id)
+        .bind(key.tenant_id)
+        .bind(key.end_user_id)
+        .bind(&key.provider)
+        .bind(&key.fingerprint)
+        .bind(kek_i32(key.sealed.kek_version)?)
+        .bind(&key.sealed.wrapped_dek)
+        .bind(&key.sealed.ciphertext)
+        .bind(key.created_at)
+        .bind(key.last_used_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn get_provider_key(&self, end_user_id: Uuid, provider: &str) -> Result<Option<StoredProviderKey>> {
+        sqlx::query(&format!(
+            "SELECT {PROVIDER_KEY_COLUMNS} FROM provider_keys WHERE end_user_id = $1 AND provider = $2"
+        ))
+        .bind(end_user_id)
+        .bind(provider)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(provider_key)
+        .transpose()
+    }
+
+    async fn list_provider_keys(&self, end_user_id: Uuid) -> Result<Vec<ProviderKeySummary>> {
+        sqlx::query("SELECT provider, fingerprint, created_at, last_used_at FROM provider_keys WHERE end_user_id = $1 ORDER BY provider")
+            .bind(end_user_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(ProviderKeySummary {
+                    provider: r.try_get("provider")?,
+                    fingerprint: r.try_get("fingerprint")?,
+                    created_at: r.try_get("created_at")?,
+                    last_used_at: r.try_get("last_used_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_provider_key(&self, end_user_id: Uuid, provider: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM provider_keys WHERE end_user_id = $1 AND provider = $2")
+            .bind(end_user_id)
+            .bind(provider)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn touch_provider_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE provider_keys SET last_used_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn provider_keys_not_on_version(
+        &self,
+        version: KekVersion,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<StoredProviderKey>> {
+        sqlx::query(&format!(
+            "SELECT {PROVIDER_KEY_COLUMNS} FROM provider_keys WHERE kek_version <> $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
+        ))
+        .bind(kek_i32(version)?)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(provider_key)
+        .collect()
+    }
+
+    async fn rewrap_provider_key(&self, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE provider_keys SET kek_version = $2, wrapped_dek = $3 \
+             WHERE id = $1 AND kek_version = $4 AND wrapped_dek = $5 AND ciphertext = $6",
+        )
+        .bind(id)
+        .bind(kek_i32(new.kek_version)?)
+        .bind(&new.wrapped_dek)
+        .bind(kek_i32(old.kek_version)?)
+        .bind(&old.wrapped_dek)
+        .bind(&old.ciphertext)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
+        sqlx::query("INSERT INTO audit_log (tenant_id, actor, action, target, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(e.tenant_id)
+            .bind(&e.actor)
+            .bind(&e.action)
+            .bind(&e.target)
+            .bind(e.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, tenant_id: Option<Uuid>, limit: u32) -> Result<Vec<AuditEvent>> {
+        sqlx::query(
+            "SELECT tenant_id, actor, action, target, created_at FROM audit_log \
+             WHERE ($1::uuid IS NULL OR tenant_id = $1) ORDER BY id DESC LIMIT $2",
+        )
+        .bind(tenant_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(AuditEvent {
+                tenant_id: r.try_get("tenant_id")?,
+                actor: r.try_get("actor")?,
+                action: r.try_get("action")?,
+                target: r.try_get("target")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect()
+    }
+}

@@ -1,0 +1,63 @@
+//! Tenants (app developers) and their `rly-` API keys: created by the operator CLI (and later the
+//! console); a key's secret is returned once and only its hash is stored.
+
+use chrono::Utc;
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::auth::tokens::{generate_api_key, ParsedApiKey};
+use crate::store::{ApiKeyRecord, AuditEvent, DynStore, Result, Tenant};
+
+/// A key as just created: the only time its secret exists outside the caller's hands.
+pub struct NewApiKey {
+    pub secret: SecretString,
+    pub record: ApiKeyRecord,
+    pub display: String,
+}
+
+pub async fn create_tenant(store: &DynStore, name: &str, actor: &str) -> Result<(Tenant, NewApiKey)> {
+    let tenant = Tenant { id: Uuid::new_v4(), name: name.to_owned(), created_at: Utc::now() };
+    store.create_tenant(&tenant).await?;
+    audit(store, tenant.id, actor, "tenant.create", tenant.id.to_string()).await?;
+    let key = create_api_key(store, tenant.id, Some("default"), actor).await?;
+    Ok((tenant, key))
+}
+
+pub async fn create_api_key(store: &DynStore, tenant_id: Uuid, name: Option<&str>, actor: &str) -> Result<NewApiKey> {
+    let (secret, parsed): (SecretString, ParsedApiKey) = generate_api_key();
+    let record = ApiKeyRecord {
+        id: Uuid::new_v4(),
+        tenant_id,
+        public_id: parsed.public_id.clone(),
+        secret_hash: parsed.hash.to_vec(),
+        last4: parsed.last4.clone(),
+        name: name.map(str::to_owned),
+        created_at: Utc::now(),
+        revoked_at: None,
+    };
+    store.insert_api_key(&record).await?;
+    audit(store, tenant_id, actor, "api_key.create", record.id.to_string()).await?;
+    Ok(NewApiKey { secret, display: parsed.display(), record })
+}
+
+/// Revokes by public id, by the displayed form `rly-…WXYZ`'s owner id, or by the full key.
+pub async fn revoke_api_key(store: &DynStore, tenant_id: Uuid, key_id: &str, actor: &str) -> Result<bool> {
+    let public_id = ParsedApiKey::parse(key_id).map(|p| p.public_id).unwrap_or_else(|| key_id.to_owned());
+    let done = store.revoke_api_key(tenant_id, &public_id, Utc::now()).await?;
+    if done {
+        audit(store, tenant_id, actor, "api_key.revoke", public_id).await?;
+    }
+    Ok(done)
+}
+
+async fn audit(store: &DynStore, tenant_id: Uuid, actor: &str, action: &str, target: String) -> Result<()> {
+    store
+        .append_audit(&AuditEvent {
+            tenant_id: Some(tenant_id),
+            actor: actor.into(),
+            action: action.into(),
+            target: Some(target),
+            created_at: Utc::now(),
+        })
+        .await
+}
