@@ -50,6 +50,12 @@ fn split_checked<'a>(raw: &'a str, prefix: &str, body_len: usize) -> Option<&'a 
     (checksum(&raw[..prefix.len() + body_len]) == sum).then_some(body)
 }
 
+/// `body` followed by its checksum: how every token is finished. Public for tests that forge
+/// well-formed but unknown keys.
+pub fn append_checksum(body: &str) -> String {
+    format!("{body}{}", checksum(body))
+}
+
 /// A developer API key as the server sees it after parsing: the public id and the hash.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ParsedApiKey {
