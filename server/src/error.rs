@@ -201,13 +201,31 @@ pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
         ),
         J::Deserialize(e) if e.is_data() => ApiError::invalid_request(
             "invalid_request_body",
-            format!("The request body is not valid for this endpoint: {e}"),
+            format!("The request body is not valid for this endpoint: {}", redact_quoted(&e.to_string())),
         ),
         J::Deserialize(_) | J::Serialize(_) => {
             ApiError::invalid_request("invalid_json", "The request body is not valid JSON.")
         }
         _ => ApiError::invalid_request("invalid_request_body", "The request body could not be read."),
     }
+}
+
+/// serde quotes offending string values ("invalid type: string \"…\""); a value could be a
+/// secret pasted in the wrong field, so only field names (in backticks) survive.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for c in message.chars() {
+        if c == '"' {
+            if !inside {
+                out.push_str("\"…\"");
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The error body for a status that no handler produced (unknown route, wrong method, ...).

@@ -94,7 +94,10 @@ async fn check_api_key(
     header: Option<&actix_web::http::header::HeaderValue>,
 ) -> Result<TenantAuth, ApiError> {
     let header = header.ok_or_else(missing_key)?;
-    let value = header.to_str().map_err(|_| invalid_key())?;
+    let value = header.to_str().map_err(|_| invalid_key())?.trim();
+    if value.is_empty() || value.eq_ignore_ascii_case("bearer") {
+        return Err(missing_key());
+    }
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))

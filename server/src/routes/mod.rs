@@ -11,15 +11,23 @@ use actix_web::{web, HttpRequest};
 use crate::error::{for_bare_status, ApiError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/health", web::get().to(health::health))
-        .route("/api/ready", web::get().to(health::ready))
-        .route("/v1/registration-tokens", web::post().to(registration_tokens::create))
-        .route("/v1/connect", web::post().to(connect::connect))
-        .route("/v1/connect/{token}", web::get().to(connect::describe))
-        .service(
-            web::resource("/v1/users/{label}").route(web::get().to(users::get)).route(web::delete().to(users::delete)),
-        )
-        .route("/v1/users/{label}/keys/{provider}", web::delete().to(users::delete_key));
+    cfg.service(resource("/api/health").route(web::get().to(health::health)))
+        .service(resource("/api/ready").route(web::get().to(health::ready)))
+        .service(resource("/v1/registration-tokens").route(web::post().to(registration_tokens::create)))
+        .service(resource("/v1/connect").route(web::post().to(connect::connect)))
+        .service(resource("/v1/connect/{token}").route(web::get().to(connect::describe)))
+        .service(resource("/v1/users/{label}").route(web::get().to(users::get)).route(web::delete().to(users::delete)))
+        .service(resource("/v1/users/{label}/keys/{provider}").route(web::delete().to(users::delete_key)));
+}
+
+/// A resource that answers 405 to methods it has no route for (instead of inheriting the app's
+/// 404 default service).
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(for_bare_status(actix_web::http::StatusCode::METHOD_NOT_ALLOWED, req.method().as_str(), req.path()))
 }
 
 pub async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
