@@ -132,7 +132,7 @@ async fn operator_and_developer_flow(backend: Backend) {
     let server = ServerProcess::start(&env, None);
     let client = reqwest::Client::new();
     let mut responses = String::new();
-    let mut record = |res: reqwest::Response| async {
+    let record = |res: reqwest::Response| async {
         let status = res.status();
         let headers = format!("{:?}", res.headers());
         let body = res.text().await.expect("body");

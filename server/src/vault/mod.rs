@@ -164,7 +164,7 @@ mod tests {
                 entries.push((*v, LocalKeyring::generate_entry(*v)));
             }
         }
-        entries.sort_by(|a, b| b.0.cmp(&a.0));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.0));
         let spec = entries.iter().map(|(_, s)| s.expose_secret().to_owned()).collect::<Vec<_>>().join(",");
         Arc::new(LocalKeyring::parse(&SecretString::from(spec)).expect("valid keyring"))
     }
