@@ -149,6 +149,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Kek(KekCommand::Rotate { json, store }) => {
+            telemetry::init(telemetry::LogFormat::Pretty);
             let (store, config) = open_store(&store).await?;
             let vault = Vault::new(std::sync::Arc::new(config.keyring));
             let version = vault.current_kek_version();

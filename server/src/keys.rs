@@ -182,6 +182,17 @@ impl KeyService {
         };
         match self.vault.open(&ctx, &row.sealed).await {
             Ok(secret) => Ok((row, secret)),
+            // An operator problem: the key is intact, its master key is not configured here.
+            // Asking the user to reconnect would overwrite a key that is still recoverable.
+            Err(e @ VaultError::UnknownKekVersion(_)) => {
+                tracing::error!(tenant_id = %end_user.tenant_id, record_id = %row.id, error = %e, "master key version missing");
+                Err(ApiError::new(
+                    actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "api_error",
+                    "master_key_unavailable",
+                    "The key is stored under a master key version this server does not have. The operator must add it to RELAY_MASTER_KEYS.",
+                ))
+            }
             Err(e) => {
                 tracing::error!(tenant_id = %end_user.tenant_id, record_id = %row.id, error = %e, "stored provider key does not decrypt");
                 Err(ApiError::new(

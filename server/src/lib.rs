@@ -12,6 +12,7 @@ pub mod error;
 pub mod keys;
 pub mod providers;
 pub mod routes;
+pub mod sse;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

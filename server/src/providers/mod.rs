@@ -1,6 +1,7 @@
 //! The providers Relay can hold keys for: their ids, key formats, where their APIs live and how a
 //! key is presented to them. Translation of the unified API lives in one file per provider.
 
+pub mod unified;
 mod verify;
 
 use std::collections::HashMap;

@@ -26,6 +26,14 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
 impl StoreError {
     /// Connection-level failures, as opposed to a bad query or bad data.
     pub fn is_unavailable(&self) -> bool {
@@ -136,6 +144,25 @@ pub struct AuditEvent {
     pub created_at: DateTime<Utc>,
 }
 
+/// One request through the unified API or the passthrough: counts and timings, never bodies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageEvent {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub end_user_id: Option<Uuid>,
+    pub api_key_id: Option<Uuid>,
+    pub provider: String,
+    pub model: String,
+    pub endpoint: String,
+    pub status: u16,
+    pub paid: bool,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    pub latency_ms: u64,
+    pub ttft_ms: Option<u64>,
+    pub created_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// `"postgres"` or `"sqlite"`.
@@ -184,6 +211,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<StoredProviderKey>>;
     /// Compare-and-set of a re-wrapped data key: applies only if the row still holds `old`.
     async fn rewrap_provider_key(&self, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool>;
+
+    async fn insert_usage_event(&self, event: &UsageEvent) -> Result<()>;
+    async fn list_usage_events(&self, tenant_id: Uuid, limit: u32) -> Result<Vec<UsageEvent>>;
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
     async fn list_audit(&self, tenant_id: Option<Uuid>, limit: u32) -> Result<Vec<AuditEvent>>;

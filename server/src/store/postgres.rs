@@ -264,10 +264,11 @@ impl Store for PgStore {
         .await?;
         if claimed.is_none() {
             let row = sqlx::query(
-                "SELECT used_at, expires_at FROM registration_tokens WHERE token_hash = $1 AND end_user_id = $2",
+                "SELECT used_at FROM registration_tokens WHERE token_hash = $1 AND end_user_id = $2 AND tenant_id = $3",
             )
             .bind(&token_hash[..])
             .bind(key.end_user_id)
+            .bind(key.tenant_id)
             .fetch_optional(&mut *tx)
             .await?;
             tx.rollback().await?;
@@ -380,6 +381,56 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_usage_event(&self, e: &UsageEvent) -> Result<()> {
+        sqlx::query("INSERT INTO usage_events (id, tenant_id, end_user_id, api_key_id, provider, model, endpoint, status, paid, prompt_tokens, completion_tokens, latency_ms, ttft_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+        .bind(e.id)
+        .bind(e.tenant_id)
+        .bind(e.end_user_id)
+        .bind(e.api_key_id)
+        .bind(&e.provider)
+        .bind(&e.model)
+        .bind(&e.endpoint)
+        .bind(i32::from(e.status))
+        .bind(e.paid)
+        .bind(e.prompt_tokens.map(to_i64))
+        .bind(e.completion_tokens.map(to_i64))
+        .bind(to_i64(e.latency_ms))
+        .bind(e.ttft_ms.map(to_i64))
+        .bind(e.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_usage_events(&self, tenant_id: Uuid, limit: u32) -> Result<Vec<UsageEvent>> {
+        sqlx::query("SELECT id, tenant_id, end_user_id, api_key_id, provider, model, endpoint, status, paid, prompt_tokens, completion_tokens, latency_ms, ttft_ms, created_at FROM usage_events WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2")
+            .bind(tenant_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let status: i32 = r.try_get("status")?;
+                Ok(UsageEvent {
+            id: r.try_get("id")?,
+            tenant_id: r.try_get("tenant_id")?,
+            end_user_id: r.try_get("end_user_id")?,
+            api_key_id: r.try_get("api_key_id")?,
+                    provider: r.try_get("provider")?,
+                    model: r.try_get("model")?,
+                    endpoint: r.try_get("endpoint")?,
+                    status: u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("bad status {status}")))?,
+                    paid: r.try_get("paid")?,
+                    prompt_tokens: r.try_get::<Option<i64>, _>("prompt_tokens")?.map(to_u64),
+                    completion_tokens: r.try_get::<Option<i64>, _>("completion_tokens")?.map(to_u64),
+                    latency_ms: to_u64(r.try_get("latency_ms")?),
+                    ttft_ms: r.try_get::<Option<i64>, _>("ttft_ms")?.map(to_u64),
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {

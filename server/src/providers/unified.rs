@@ -1,0 +1,148 @@
+//! The contract between the unified API (OpenAI Chat Completions / Embeddings, served by
+//! `routes::unified`) and a provider whose own API differs (Anthropic, Google). A translator is
+//! pure: JSON in, JSON out, no I/O. The route layer does HTTP, keys, timeouts and piping.
+
+use serde_json::Value;
+
+pub use crate::sse::SseEvent;
+
+/// What a translated response needs that the upstream does not say: one stable id, model and
+/// creation time per request, and whether the client asked for usage in streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatContext {
+    /// `chatcmpl-…`, the same on every chunk of a stream.
+    pub id: String,
+    /// The model as the client named it (e.g. `claude-sonnet-4-5`, without a `provider/` prefix).
+    pub model: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// `stream_options.include_usage` was true.
+    pub include_usage: bool,
+}
+
+/// An upstream request: path (and query) below the provider's base URL, and the JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub path: String,
+    pub body: Value,
+}
+
+/// The client's request cannot be expressed for this provider: a 400 naming the parameter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TranslateError {
+    pub message: String,
+    pub param: Option<String>,
+}
+
+impl TranslateError {
+    pub fn new(message: impl Into<String>, param: Option<&str>) -> Self {
+        Self { message: message.into(), param: param.map(str::to_owned) }
+    }
+}
+
+/// What one upstream stream event turns into.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamItem {
+    /// A `chat.completion.chunk` object, sent as `data: {json}`.
+    Chunk(Value),
+    /// An error after output started: sent as `data: {"error": {…}}`, then the stream closes
+    /// without `[DONE]`.
+    Error(Value),
+}
+
+/// Token counts in OpenAI's terms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Everything read, cached or not (Anthropic: input + cache creation + cache read).
+    pub prompt_tokens: u64,
+    /// Everything written, reasoning included.
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    /// The OpenAI `usage` object.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": { "cached_tokens": self.cached_tokens },
+            "completion_tokens_details": { "reasoning_tokens": self.reasoning_tokens },
+        })
+    }
+
+    /// Reads an OpenAI `usage` object (absent fields count as 0).
+    pub fn from_json(v: &Value) -> Option<Self> {
+        let n = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+        v.is_object().then(|| Usage {
+            prompt_tokens: n("/prompt_tokens"),
+            completion_tokens: n("/completion_tokens"),
+            cached_tokens: n("/prompt_tokens_details/cached_tokens"),
+            reasoning_tokens: n("/completion_tokens_details/reasoning_tokens"),
+        })
+    }
+}
+
+/// Turns one upstream stream into OpenAI chunks, event by event.
+pub trait StreamTranslator: Send {
+    /// One complete upstream SSE event; returns what to send to the client now.
+    fn on_event(&mut self, event: &SseEvent) -> Vec<StreamItem>;
+    /// The upstream closed the stream: whatever is still owed (finish reason, usage chunk).
+    /// Not called after an `Error` item.
+    fn finish(&mut self) -> Vec<StreamItem>;
+    /// Usage seen so far, for Relay's own usage records.
+    fn usage(&self) -> Option<Usage>;
+}
+
+/// An upstream error in OpenAI's terms, from the provider's status and body. The route layer
+/// keeps the status; the message is the provider's (it never contains our credentials: they
+/// travel in headers, which providers do not echo).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamError {
+    pub message: String,
+    /// OpenAI `type`, e.g. `invalid_request_error`, `rate_limit_error`, `overloaded_error`.
+    pub kind: String,
+    pub code: Option<String>,
+    pub param: Option<String>,
+}
+
+impl UpstreamError {
+    /// `{"error": {message, type, param, code}}`.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({ "error": { "message": self.message, "type": self.kind, "param": self.param, "code": self.code } })
+    }
+}
+
+/// The finish reasons OpenAI clients know.
+pub mod finish {
+    pub const STOP: &str = "stop";
+    pub const LENGTH: &str = "length";
+    pub const TOOL_CALLS: &str = "tool_calls";
+    pub const CONTENT_FILTER: &str = "content_filter";
+}
+
+/// A `chat.completion.chunk` with one choice at index 0.
+pub fn chunk(ctx: &ChatContext, delta: Value, finish_reason: Option<&str>) -> Value {
+    serde_json::json!({
+        "id": ctx.id,
+        "object": "chat.completion.chunk",
+        "created": ctx.created,
+        "model": ctx.model,
+        "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason }],
+    })
+}
+
+/// The final usage chunk: `choices: []`, sent only when the client asked for usage.
+pub fn usage_chunk(ctx: &ChatContext, usage: &Usage) -> Value {
+    serde_json::json!({
+        "id": ctx.id,
+        "object": "chat.completion.chunk",
+        "created": ctx.created,
+        "model": ctx.model,
+        "choices": [],
+        "usage": usage.to_json(),
+    })
+}

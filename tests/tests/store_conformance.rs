@@ -1,0 +1,664 @@
+//! The `Store` conformance suite: every check runs against PostgreSQL and SQLite, each on a fresh
+//! database, so both backends keep exactly the same contract.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use relay::providers::{self, ProviderId};
+use relay::store::{
+    ApiKeyRecord, AuditEvent, DatabaseUrl, DynStore, NewRegistrationToken, ProviderKeySummary, RedeemError,
+    RegistrationTokenInfo, StoredProviderKey, Tenant,
+};
+use relay::vault::{LocalKeyring, SealContext, Vault, VaultError};
+use relay_tests::{fake_keys, Backend, TestDb};
+use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+/// Opens a store on a fresh database, migrates it and runs `check`; the database is dropped after.
+async fn run<F, Fut>(backend: Backend, check: F) -> anyhow::Result<()>
+where
+    F: FnOnce(DynStore) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let db = TestDb::new(backend).await;
+    let url = DatabaseUrl::parse(&db.url).map_err(anyhow::Error::msg)?;
+    let store = relay::store::connect(&url).await?;
+    store.migrate().await?;
+    let expected = match backend {
+        Backend::Postgres => "postgres",
+        Backend::Sqlite => "sqlite",
+    };
+    assert_eq!(store.backend(), expected);
+    let result = check(store).await;
+    // The store (and its pool) is gone by now: drop the database last.
+    drop(db);
+    result
+}
+
+/// `check_x => postgres_x, sqlite_x;` makes one test per backend.
+macro_rules! conformance {
+    ($($check:ident => $pg:ident, $lite:ident;)*) => {
+        $(
+            #[tokio::test]
+            async fn $pg() -> anyhow::Result<()> {
+                run(Backend::Postgres, $check).await
+            }
+
+            #[tokio::test]
+            async fn $lite() -> anyhow::Result<()> {
+                run(Backend::Sqlite, $check).await
+            }
+        )*
+    };
+}
+
+conformance! {
+    check_tenants => postgres_tenants, sqlite_tenants;
+    check_api_keys => postgres_api_keys, sqlite_api_keys;
+    check_end_users => postgres_end_users, sqlite_end_users;
+    check_concurrent_upserts => postgres_concurrent_upserts, sqlite_concurrent_upserts;
+    check_registration_tokens => postgres_registration_tokens, sqlite_registration_tokens;
+    check_redeem_for_another_end_user => postgres_redeem_for_another_end_user, sqlite_redeem_for_another_end_user;
+    check_concurrent_redeem => postgres_concurrent_redeem, sqlite_concurrent_redeem;
+    check_provider_keys => postgres_provider_keys, sqlite_provider_keys;
+    check_delete_end_user_cascades => postgres_delete_end_user_cascades, sqlite_delete_end_user_cascades;
+    check_rotation_paging => postgres_rotation_paging, sqlite_rotation_paging;
+    check_rewrap_compare_and_set => postgres_rewrap_compare_and_set, sqlite_rewrap_compare_and_set;
+    check_audit => postgres_audit, sqlite_audit;
+    check_migrate_twice => postgres_migrate_twice, sqlite_migrate_twice;
+    check_timestamps_round_trip => postgres_timestamps_round_trip, sqlite_timestamps_round_trip;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+/// A fixed instant with whole milliseconds (both backends keep at least those), plus `ms`.
+fn t(ms: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 2, 29, 12, 34, 56).single().expect("valid date")
+        + Duration::milliseconds(789)
+        + Duration::milliseconds(ms)
+}
+
+fn minutes(n: i64) -> i64 {
+    n * 60_000
+}
+
+fn vault(spec: &str) -> Vault {
+    Vault::new(Arc::new(LocalKeyring::parse(&SecretString::from(spec.to_owned())).expect("valid keyring")))
+}
+
+/// A v1 vault, and a v2 vault that still knows that v1 key (the keyring after adding v2).
+fn vaults() -> (Vault, Vault) {
+    let v1 = LocalKeyring::generate_entry(1);
+    let v2 = LocalKeyring::generate_entry(2);
+    (vault(v1.expose_secret()), vault(&format!("{},{}", v2.expose_secret(), v1.expose_secret())))
+}
+
+async fn tenant(store: &DynStore, name: &str, created_at: DateTime<Utc>) -> anyhow::Result<Tenant> {
+    let tenant = Tenant { id: Uuid::new_v4(), name: name.to_owned(), created_at };
+    store.create_tenant(&tenant).await?;
+    Ok(tenant)
+}
+
+fn api_key(tenant_id: Uuid, created_at: DateTime<Utc>) -> ApiKeyRecord {
+    let public_id = Uuid::new_v4().simple().to_string()[..12].to_owned();
+    ApiKeyRecord {
+        id: Uuid::new_v4(),
+        tenant_id,
+        public_id,
+        secret_hash: rand::random::<[u8; 32]>().to_vec(),
+        last4: "Ab3d".into(),
+        name: Some("backend".into()),
+        created_at,
+        revoked_at: None,
+    }
+}
+
+fn token(tenant_id: Uuid, end_user_id: Uuid, created_at: DateTime<Utc>, ttl_ms: i64) -> NewRegistrationToken {
+    NewRegistrationToken {
+        id: Uuid::new_v4(),
+        tenant_id,
+        end_user_id,
+        token_hash: rand::random(),
+        provider: None,
+        created_at,
+        expires_at: created_at + Duration::milliseconds(ttl_ms),
+    }
+}
+
+/// A provider key row sealed by a real vault, and its plaintext.
+async fn sealed_row(
+    vault: &Vault,
+    tenant_id: Uuid,
+    end_user_id: Uuid,
+    provider: ProviderId,
+    created_at: DateTime<Utc>,
+) -> anyhow::Result<(StoredProviderKey, String)> {
+    let plaintext = fake_keys::for_provider(provider.as_str());
+    let id = Uuid::new_v4();
+    let ctx = SealContext { tenant_id, end_user_id, provider: provider.as_str(), record_id: id };
+    let sealed = vault.seal(&ctx, &SecretString::from(plaintext.clone())).await?;
+    let row = StoredProviderKey {
+        id,
+        tenant_id,
+        end_user_id,
+        provider: provider.as_str().to_owned(),
+        fingerprint: providers::fingerprint(provider, &plaintext),
+        sealed,
+        created_at,
+        last_used_at: None,
+    };
+    Ok((row, plaintext))
+}
+
+/// Opens a stored row with its own context.
+async fn open(vault: &Vault, row: &StoredProviderKey) -> Result<String, VaultError> {
+    let ctx = SealContext {
+        tenant_id: row.tenant_id,
+        end_user_id: row.end_user_id,
+        provider: &row.provider,
+        record_id: row.id,
+    };
+    vault.open(&ctx, &row.sealed).await.map(|s| s.expose_secret().to_owned())
+}
+
+/// Stores `row` for its end user through a fresh registration token, as connecting does.
+async fn store_key(store: &DynStore, row: &StoredProviderKey, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let tok = token(row.tenant_id, row.end_user_id, now, minutes(15));
+    store.insert_registration_token(&tok).await?;
+    let redeemed = store.redeem_registration_token(&tok.token_hash, now, row).await?;
+    assert_eq!(redeemed, Ok(()), "redeeming a fresh token");
+    Ok(())
+}
+
+/// Every stored provider key row (KEK versions start at 1, so none is on version 0).
+async fn all_keys(store: &DynStore) -> anyhow::Result<Vec<StoredProviderKey>> {
+    Ok(store.provider_keys_not_on_version(0, None, 10_000).await?)
+}
+
+fn summary(row: &StoredProviderKey) -> ProviderKeySummary {
+    ProviderKeySummary {
+        provider: row.provider.clone(),
+        fingerprint: row.fingerprint.clone(),
+        created_at: row.created_at,
+        last_used_at: row.last_used_at,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks
+
+async fn check_tenants(store: DynStore) -> anyhow::Result<()> {
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let b = tenant(&store, "Globex", t(1)).await?;
+    assert_eq!(store.get_tenant(a.id).await?, Some(a.clone()));
+    assert_eq!(store.get_tenant(b.id).await?, Some(b.clone()));
+    assert_eq!(store.get_tenant(Uuid::new_v4()).await?, None, "unknown tenant id");
+    let duplicate = Tenant { name: "Acme again".into(), ..a.clone() };
+    assert!(store.create_tenant(&duplicate).await.is_err(), "a tenant id is unique");
+    assert_eq!(store.get_tenant(a.id).await?, Some(a), "the failed insert changed nothing");
+    Ok(())
+}
+
+async fn check_api_keys(store: DynStore) -> anyhow::Result<()> {
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let b = tenant(&store, "Globex", t(0)).await?;
+    // Inserted out of order, with a tie on created_at that the id breaks.
+    let k_late = api_key(a.id, t(30));
+    let k_early = api_key(a.id, t(10));
+    let k_tie1 = api_key(a.id, t(20));
+    let k_tie2 = ApiKeyRecord { name: None, ..api_key(a.id, t(20)) };
+    let k_other = api_key(b.id, t(5));
+    for k in [&k_late, &k_early, &k_tie1, &k_tie2, &k_other] {
+        store.insert_api_key(k).await?;
+    }
+
+    assert_eq!(store.find_api_key(&k_late.public_id).await?, Some(k_late.clone()));
+    assert_eq!(store.find_api_key(&k_tie2.public_id).await?, Some(k_tie2.clone()), "a key without a name");
+    assert_eq!(store.find_api_key("nosuchkey000").await?, None);
+
+    let mut ties = [k_tie1.clone(), k_tie2.clone()];
+    ties.sort_by_key(|k| k.id);
+    let expected = vec![k_early.clone(), ties[0].clone(), ties[1].clone(), k_late.clone()];
+    assert_eq!(store.list_api_keys(a.id).await?, expected, "listed by created_at, then id");
+    assert_eq!(store.list_api_keys(b.id).await?, vec![k_other.clone()]);
+    assert_eq!(store.list_api_keys(Uuid::new_v4()).await?, vec![]);
+
+    let dup = ApiKeyRecord { id: Uuid::new_v4(), ..k_other.clone() };
+    assert!(store.insert_api_key(&dup).await.is_err(), "public ids are unique");
+
+    // Another tenant cannot revoke it, and that attempt leaves it live.
+    assert!(!store.revoke_api_key(b.id, &k_late.public_id, t(40)).await?);
+    assert_eq!(store.find_api_key(&k_late.public_id).await?.and_then(|k| k.revoked_at), None);
+
+    assert!(store.revoke_api_key(a.id, &k_late.public_id, t(50)).await?, "first revoke");
+    assert!(!store.revoke_api_key(a.id, &k_late.public_id, t(60)).await?, "second revoke");
+    let revoked = store.find_api_key(&k_late.public_id).await?.expect("still stored");
+    assert_eq!(revoked.revoked_at, Some(t(50)), "the second revoke did not move revoked_at");
+    assert!(!store.revoke_api_key(a.id, "nosuchkey000", t(60)).await?);
+    let others: Vec<_> = store.list_api_keys(a.id).await?.into_iter().filter(|k| k.id != k_late.id).collect();
+    assert!(others.iter().all(|k| k.revoked_at.is_none()), "only that key was revoked");
+    Ok(())
+}
+
+async fn check_end_users(store: DynStore) -> anyhow::Result<()> {
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let b = tenant(&store, "Globex", t(0)).await?;
+
+    let alice = store.upsert_end_user(a.id, "alice", t(10)).await?;
+    assert_eq!((alice.tenant_id, alice.label.as_str(), alice.paid, alice.created_at), (a.id, "alice", true, t(10)));
+    let again = store.upsert_end_user(a.id, "alice", t(20)).await?;
+    assert_eq!(again, alice, "same id and the first created_at");
+    assert_eq!(store.get_end_user(a.id, "alice").await?, Some(alice.clone()));
+
+    let bob = store.upsert_end_user(a.id, "bob", t(30)).await?;
+    assert_ne!(bob.id, alice.id);
+
+    let alice_b = store.upsert_end_user(b.id, "alice", t(40)).await?;
+    assert_ne!(alice_b.id, alice.id, "the same label in two tenants is two end users");
+    assert_eq!(alice_b.tenant_id, b.id);
+    assert_eq!(store.get_end_user(b.id, "alice").await?, Some(alice_b));
+    assert_eq!(store.get_end_user(a.id, "alice").await?, Some(alice), "tenant A's alice is unchanged");
+
+    assert_eq!(store.get_end_user(a.id, "carol").await?, None);
+    assert_eq!(store.get_end_user(b.id, "bob").await?, None, "labels do not leak across tenants");
+    Ok(())
+}
+
+async fn check_concurrent_upserts(store: DynStore) -> anyhow::Result<()> {
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let results =
+        futures::future::join_all((0..8).map(|i| store.upsert_end_user(a.id, "racer", t(i)))).await.into_iter();
+    let ids = results.map(|r| r.map(|u| u.id)).collect::<Result<HashSet<_>, _>>()?;
+    assert_eq!(ids.len(), 1, "concurrent upserts of one label make one end user");
+    Ok(())
+}
+
+async fn check_registration_tokens(store: DynStore) -> anyhow::Result<()> {
+    let (vault, _) = vaults();
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let alice = store.upsert_end_user(a.id, "alice", t(0)).await?;
+
+    let tok = NewRegistrationToken { provider: Some("openai".into()), ..token(a.id, alice.id, t(0), minutes(15)) };
+    store.insert_registration_token(&tok).await?;
+    let info = RegistrationTokenInfo {
+        id: tok.id,
+        tenant_id: a.id,
+        tenant_name: "Acme".into(),
+        end_user_id: alice.id,
+        end_user_label: "alice".into(),
+        provider: Some("openai".into()),
+        expires_at: tok.expires_at,
+        used_at: None,
+    };
+    assert_eq!(store.find_registration_token(&tok.token_hash).await?, Some(info.clone()));
+    assert_eq!(store.find_registration_token(&rand::random()).await?, None);
+
+    // Redeeming stores the key and marks the token used.
+    let (row, plaintext) = sealed_row(&vault, a.id, alice.id, ProviderId::OpenAi, t(minutes(1))).await?;
+    assert_eq!(store.redeem_registration_token(&tok.token_hash, t(minutes(1)), &row).await?, Ok(()));
+    let stored = store.get_provider_key(alice.id, "openai").await?.expect("stored");
+    assert_eq!(stored, row);
+    assert_eq!(open(&vault, &stored).await, Ok(plaintext.clone()));
+    let used = store.find_registration_token(&tok.token_hash).await?.expect("token kept");
+    assert_eq!(used, RegistrationTokenInfo { used_at: Some(t(minutes(1))), ..info });
+
+    // Used: refused, and the stored key stays.
+    let (other, _) = sealed_row(&vault, a.id, alice.id, ProviderId::OpenAi, t(minutes(2))).await?;
+    assert_eq!(store.redeem_registration_token(&tok.token_hash, t(minutes(2)), &other).await?, Err(RedeemError::Used));
+    // Used wins over expired.
+    assert_eq!(store.redeem_registration_token(&tok.token_hash, t(minutes(60)), &other).await?, Err(RedeemError::Used));
+
+    // Expired, including exactly at expires_at; the token stays unused.
+    let short = token(a.id, alice.id, t(0), minutes(1));
+    store.insert_registration_token(&short).await?;
+    assert_eq!(
+        store.redeem_registration_token(&short.token_hash, t(minutes(2)), &other).await?,
+        Err(RedeemError::Expired)
+    );
+    assert_eq!(
+        store.redeem_registration_token(&short.token_hash, short.expires_at, &other).await?,
+        Err(RedeemError::Expired),
+        "a token is expired at expires_at"
+    );
+    let short_info = store.find_registration_token(&short.token_hash).await?.expect("kept");
+    assert_eq!(short_info.used_at, None);
+
+    // Unknown.
+    assert_eq!(
+        store.redeem_registration_token(&rand::random(), t(minutes(2)), &other).await?,
+        Err(RedeemError::NotFound)
+    );
+
+    assert_eq!(all_keys(&store).await?, vec![row], "only the first redemption stored anything");
+    Ok(())
+}
+
+async fn check_redeem_for_another_end_user(store: DynStore) -> anyhow::Result<()> {
+    let (vault, _) = vaults();
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let b = tenant(&store, "Globex", t(0)).await?;
+    let alice = store.upsert_end_user(a.id, "alice", t(0)).await?;
+    let bob = store.upsert_end_user(a.id, "bob", t(0)).await?;
+    let mallory = store.upsert_end_user(b.id, "mallory", t(0)).await?;
+
+    let tok = token(a.id, alice.id, t(0), minutes(15));
+    store.insert_registration_token(&tok).await?;
+
+    // Alice's token with a key for bob (same tenant) or for another tenant's user: refused.
+    let (for_bob, _) = sealed_row(&vault, a.id, bob.id, ProviderId::OpenAi, t(1)).await?;
+    assert_eq!(store.redeem_registration_token(&tok.token_hash, t(1), &for_bob).await?, Err(RedeemError::NotFound));
+    let (for_mallory, _) = sealed_row(&vault, b.id, mallory.id, ProviderId::OpenAi, t(1)).await?;
+    assert_eq!(store.redeem_registration_token(&tok.token_hash, t(1), &for_mallory).await?, Err(RedeemError::NotFound));
+    assert!(all_keys(&store).await?.is_empty(), "nothing was stored");
+    let info = store.find_registration_token(&tok.token_hash).await?.expect("kept");
+    assert_eq!(info.used_at, None, "the token was not consumed");
+
+    // It still works for its own end user.
+    let (for_alice, _) = sealed_row(&vault, a.id, alice.id, ProviderId::OpenAi, t(2)).await?;
+    assert_eq!(store.redeem_registration_token(&tok.token_hash, t(2), &for_alice).await?, Ok(()));
+    assert_eq!(all_keys(&store).await?, vec![for_alice]);
+    Ok(())
+}
+
+async fn check_concurrent_redeem(store: DynStore) -> anyhow::Result<()> {
+    let (vault, _) = vaults();
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let alice = store.upsert_end_user(a.id, "alice", t(0)).await?;
+    let tok = token(a.id, alice.id, t(0), minutes(15));
+    store.insert_registration_token(&tok).await?;
+    let mut rows = Vec::new();
+    for i in 0..8 {
+        rows.push(sealed_row(&vault, a.id, alice.id, ProviderId::OpenAi, t(i + 1)).await?.0);
+    }
+    let outcomes =
+        futures::future::join_all(rows.iter().map(|row| store.redeem_registration_token(&tok.token_hash, t(100), row)))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
+    let winners: Vec<_> = rows.iter().zip(&outcomes).filter(|(_, o)| o.is_ok()).map(|(r, _)| r.clone()).collect();
+    assert_eq!(winners.len(), 1, "exactly one redemption wins: {outcomes:?}");
+    assert!(outcomes.iter().filter(|o| o.is_err()).all(|o| *o == Err(RedeemError::Used)), "{outcomes:?}");
+    assert_eq!(all_keys(&store).await?, winners, "the winner's key is the one stored");
+    Ok(())
+}
+
+async fn check_provider_keys(store: DynStore) -> anyhow::Result<()> {
+    let (vault, _) = vaults();
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let alice = store.upsert_end_user(a.id, "alice", t(0)).await?;
+    let bob = store.upsert_end_user(a.id, "bob", t(0)).await?;
+
+    let (first, first_plain) = sealed_row(&vault, a.id, alice.id, ProviderId::OpenAi, t(10)).await?;
+    store_key(&store, &first, t(10)).await?;
+    store.touch_provider_key(first.id, t(15)).await?;
+    let touched = store.get_provider_key(alice.id, "openai").await?.expect("stored");
+    assert_eq!(touched.last_used_at, Some(t(15)));
+
+    // A second redemption for the same user and provider replaces the row.
+    let (second, second_plain) = sealed_row(&vault, a.id, alice.id, ProviderId::OpenAi, t(20)).await?;
+    assert_ne!(second.fingerprint, first.fingerprint);
+    store_key(&store, &second, t(20)).await?;
+    let replaced = store.get_provider_key(alice.id, "openai").await?.expect("stored");
+    assert_eq!(replaced, second, "new id, fingerprint and bytes; last_used_at reset");
+    assert_eq!(open(&vault, &replaced).await, Ok(second_plain));
+    assert_ne!(open(&vault, &replaced).await, Ok(first_plain));
+    assert_eq!(all_keys(&store).await?.len(), 1, "the old row is gone");
+
+    let (anthropic, _) = sealed_row(&vault, a.id, alice.id, ProviderId::Anthropic, t(30)).await?;
+    store_key(&store, &anthropic, t(30)).await?;
+    let (bobs, _) = sealed_row(&vault, a.id, bob.id, ProviderId::OpenAi, t(40)).await?;
+    store_key(&store, &bobs, t(40)).await?;
+    assert_eq!(store.list_provider_keys(alice.id).await?, vec![summary(&anthropic), summary(&second)], "by provider");
+    assert_eq!(store.list_provider_keys(bob.id).await?, vec![summary(&bobs)]);
+    assert_eq!(store.list_provider_keys(Uuid::new_v4()).await?, vec![]);
+    assert_eq!(store.get_provider_key(alice.id, "groq").await?, None);
+    assert_eq!(store.get_provider_key(Uuid::new_v4(), "openai").await?, None);
+
+    store.touch_provider_key(second.id, t(50)).await?;
+    store.touch_provider_key(Uuid::new_v4(), t(50)).await?; // no such row: a no-op
+    let used = StoredProviderKey { last_used_at: Some(t(50)), ..second.clone() };
+    assert_eq!(store.get_provider_key(alice.id, "openai").await?, Some(used.clone()));
+    assert_eq!(store.list_provider_keys(alice.id).await?, vec![summary(&anthropic), summary(&used)]);
+    assert_eq!(store.get_provider_key(bob.id, "openai").await?, Some(bobs.clone()), "bob's key untouched");
+
+    assert!(!store.delete_provider_key(bob.id, "anthropic").await?, "bob has no anthropic key");
+    assert!(store.delete_provider_key(alice.id, "openai").await?);
+    assert!(!store.delete_provider_key(alice.id, "openai").await?, "already deleted");
+    assert_eq!(store.get_provider_key(alice.id, "openai").await?, None);
+    assert_eq!(store.list_provider_keys(alice.id).await?, vec![summary(&anthropic)]);
+    assert_eq!(store.get_provider_key(bob.id, "openai").await?, Some(bobs));
+    Ok(())
+}
+
+async fn check_delete_end_user_cascades(store: DynStore) -> anyhow::Result<()> {
+    let (vault, _) = vaults();
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let b = tenant(&store, "Globex", t(0)).await?;
+    let alice = store.upsert_end_user(a.id, "alice", t(0)).await?;
+    let bob = store.upsert_end_user(a.id, "bob", t(0)).await?;
+    let alice_b = store.upsert_end_user(b.id, "alice", t(0)).await?;
+
+    let redeemed = token(a.id, alice.id, t(0), minutes(15));
+    store.insert_registration_token(&redeemed).await?;
+    let (alice_key, _) = sealed_row(&vault, a.id, alice.id, ProviderId::OpenAi, t(1)).await?;
+    assert_eq!(store.redeem_registration_token(&redeemed.token_hash, t(1), &alice_key).await?, Ok(()));
+    let (alice_key2, _) = sealed_row(&vault, a.id, alice.id, ProviderId::Groq, t(2)).await?;
+    store_key(&store, &alice_key2, t(2)).await?;
+    let pending = token(a.id, alice.id, t(3), minutes(15));
+    store.insert_registration_token(&pending).await?;
+    let (bob_key, _) = sealed_row(&vault, a.id, bob.id, ProviderId::OpenAi, t(4)).await?;
+    store_key(&store, &bob_key, t(4)).await?;
+    let (alice_b_key, _) = sealed_row(&vault, b.id, alice_b.id, ProviderId::OpenAi, t(5)).await?;
+    store_key(&store, &alice_b_key, t(5)).await?;
+
+    assert_eq!(store.delete_end_user(b.id, "bob").await?, None, "bob is not tenant B's");
+    assert_eq!(store.delete_end_user(a.id, "alice").await?, Some(alice.id));
+    assert_eq!(store.get_end_user(a.id, "alice").await?, None);
+    assert_eq!(store.list_provider_keys(alice.id).await?, vec![]);
+    assert_eq!(store.get_provider_key(alice.id, "openai").await?, None);
+    assert_eq!(store.find_registration_token(&redeemed.token_hash).await?, None, "used token erased");
+    assert_eq!(store.find_registration_token(&pending.token_hash).await?, None, "pending token erased");
+    let (late, _) = sealed_row(&vault, a.id, alice.id, ProviderId::OpenAi, t(6)).await?;
+    assert_eq!(
+        store.redeem_registration_token(&pending.token_hash, t(6), &late).await?,
+        Err(RedeemError::NotFound),
+        "an erased user's token no longer redeems"
+    );
+
+    let mut left: Vec<_> = all_keys(&store).await?.into_iter().map(|k| k.id).collect();
+    left.sort();
+    let mut expected = vec![bob_key.id, alice_b_key.id];
+    expected.sort();
+    assert_eq!(left, expected, "only alice's keys went");
+    assert_eq!(store.get_end_user(b.id, "alice").await?, Some(alice_b), "tenant B's alice is untouched");
+
+    assert_eq!(store.delete_end_user(a.id, "alice").await?, None, "already deleted");
+    assert_eq!(store.delete_end_user(a.id, "nobody").await?, None);
+    let reborn = store.upsert_end_user(a.id, "alice", t(7)).await?;
+    assert_ne!(reborn.id, alice.id, "the label can be used again, as a new end user");
+    assert_eq!(store.list_provider_keys(reborn.id).await?, vec![]);
+    Ok(())
+}
+
+async fn check_rotation_paging(store: DynStore) -> anyhow::Result<()> {
+    let (v1, v2) = vaults();
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let mut on_v1 = Vec::new();
+    for i in 0..5 {
+        let user = store.upsert_end_user(a.id, &format!("user-{i}"), t(i)).await?;
+        let (row, _) = sealed_row(&v1, a.id, user.id, ProviderId::OpenAi, t(i)).await?;
+        store_key(&store, &row, t(i)).await?;
+        on_v1.push(row);
+    }
+    let fresh = store.upsert_end_user(a.id, "fresh", t(9)).await?;
+    let (on_v2, _) = sealed_row(&v2, a.id, fresh.id, ProviderId::OpenAi, t(9)).await?;
+    assert_eq!(on_v2.sealed.kek_version, 2);
+    store_key(&store, &on_v2, t(9)).await?;
+    on_v1.sort_by_key(|r| r.id);
+
+    let mut seen = Vec::new();
+    let mut sizes = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.provider_keys_not_on_version(2, after, 2).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        sizes.push(page.len());
+        seen.extend(page);
+        assert!(sizes.len() <= 5, "paging does not end");
+    }
+    assert_eq!(sizes, vec![2, 2, 1]);
+    assert_eq!(seen, on_v1, "every v1 row once, in id order, whole");
+
+    assert_eq!(store.provider_keys_not_on_version(1, None, 10).await?, vec![on_v2.clone()]);
+    assert_eq!(store.provider_keys_not_on_version(2, Some(Uuid::nil()), 10).await?, on_v1);
+    assert_eq!(store.provider_keys_not_on_version(2, Some(Uuid::max()), 10).await?, vec![]);
+    assert_eq!(store.provider_keys_not_on_version(2, Some(on_v1[2].id), 10).await?, on_v1[3..].to_vec());
+    assert_eq!(store.provider_keys_not_on_version(2, None, 0).await?, vec![], "limit 0");
+    Ok(())
+}
+
+async fn check_rewrap_compare_and_set(store: DynStore) -> anyhow::Result<()> {
+    let (v1, v2) = vaults();
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let alice = store.upsert_end_user(a.id, "alice", t(0)).await?;
+    let (row, plaintext) = sealed_row(&v1, a.id, alice.id, ProviderId::OpenAi, t(1)).await?;
+    store_key(&store, &row, t(1)).await?;
+    let ctx = SealContext { tenant_id: a.id, end_user_id: alice.id, provider: "openai", record_id: row.id };
+    let new = v2.rewrap(&ctx, &row.sealed).await?.expect("v1 row needs a re-wrap");
+    assert_eq!((new.kek_version, &new.ciphertext), (2, &row.sealed.ciphertext));
+    let newer = v2.rewrap(&ctx, &row.sealed).await?.expect("again");
+
+    assert!(!store.rewrap_provider_key(Uuid::new_v4(), &row.sealed, &new).await?, "no such row");
+    let wrong_ciphertext = relay::vault::SealedKey { ciphertext: vec![0; 8], ..row.sealed.clone() };
+    assert!(!store.rewrap_provider_key(row.id, &wrong_ciphertext, &new).await?, "ciphertext is compared too");
+
+    assert!(store.rewrap_provider_key(row.id, &row.sealed, &new).await?, "the right old value");
+    assert!(!store.rewrap_provider_key(row.id, &row.sealed, &newer).await?, "a stale old value");
+    let stored = store.get_provider_key(alice.id, "openai").await?.expect("stored");
+    assert_eq!(stored, StoredProviderKey { sealed: new.clone(), ..row.clone() });
+    assert_eq!(open(&v2, &stored).await, Ok(plaintext));
+    assert_eq!(open(&v1, &stored).await, Err(VaultError::UnknownKekVersion(2)));
+    assert_eq!(store.provider_keys_not_on_version(2, None, 10).await?, vec![]);
+
+    // Two concurrent re-wraps from the same old value: one wins.
+    let (row2, _) = sealed_row(&v1, a.id, alice.id, ProviderId::Groq, t(2)).await?;
+    store_key(&store, &row2, t(2)).await?;
+    let ctx2 = SealContext { record_id: row2.id, provider: "groq", ..ctx };
+    let x = v2.rewrap(&ctx2, &row2.sealed).await?.expect("re-wrap");
+    let y = v2.rewrap(&ctx2, &row2.sealed).await?.expect("re-wrap");
+    let (rx, ry) = futures::future::join(
+        store.rewrap_provider_key(row2.id, &row2.sealed, &x),
+        store.rewrap_provider_key(row2.id, &row2.sealed, &y),
+    )
+    .await;
+    assert!(rx? ^ ry?, "exactly one concurrent compare-and-set applies");
+    Ok(())
+}
+
+async fn check_audit(store: DynStore) -> anyhow::Result<()> {
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let b = tenant(&store, "Globex", t(0)).await?;
+    let event = |tenant_id: Option<Uuid>, action: &str, target: Option<&str>, at: i64| AuditEvent {
+        tenant_id,
+        actor: if tenant_id.is_some() { "api_key:abc".into() } else { "operator".into() },
+        action: action.into(),
+        target: target.map(str::to_owned),
+        created_at: t(at),
+    };
+    let a1 = event(Some(a.id), "end_user.delete", Some("end_user:1"), 1);
+    let b1 = event(Some(b.id), "provider_key.connect", Some("end_user:2 provider:openai"), 2);
+    let op = event(None, "kek.rotate", None, 3);
+    let a2 = event(Some(a.id), "api_key.create", Some("api_key:x"), 4);
+    let a3 = event(Some(a.id), "api_key.revoke", None, 5);
+    for e in [&a1, &b1, &op, &a2, &a3] {
+        store.append_audit(e).await?;
+    }
+    assert_eq!(store.list_audit(Some(a.id), 10).await?, vec![a3.clone(), a2.clone(), a1.clone()], "newest first");
+    assert_eq!(store.list_audit(Some(a.id), 2).await?, vec![a3.clone(), a2.clone()], "limit");
+    assert_eq!(store.list_audit(Some(b.id), 10).await?, vec![b1.clone()]);
+    assert_eq!(store.list_audit(None, 10).await?, vec![a3.clone(), a2, op, b1, a1], "no filter: everything");
+    assert_eq!(store.list_audit(None, 1).await?, vec![a3]);
+    assert_eq!(store.list_audit(Some(Uuid::new_v4()), 10).await?, vec![]);
+    Ok(())
+}
+
+async fn check_migrate_twice(store: DynStore) -> anyhow::Result<()> {
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let alice = store.upsert_end_user(a.id, "alice", t(0)).await?;
+    store.migrate().await?;
+    store.migrate().await?;
+    store.ping().await?;
+    assert_eq!(store.get_tenant(a.id).await?, Some(a.clone()), "data survives");
+    assert_eq!(store.get_end_user(a.id, "alice").await?, Some(alice));
+    Ok(())
+}
+
+fn assert_same_ms(what: &str, got: DateTime<Utc>, want: DateTime<Utc>) {
+    assert_eq!(got.timestamp_millis(), want.timestamp_millis(), "{what}: {got} vs {want}");
+}
+
+async fn check_timestamps_round_trip(store: DynStore) -> anyhow::Result<()> {
+    let (vault, _) = vaults();
+    // Sub-millisecond parts that a backend may drop, but never more than that.
+    let at = |y, mo, d, nanos| {
+        Utc.with_ymd_and_hms(y, mo, d, 23, 59, 59).single().expect("valid date") + Duration::nanoseconds(nanos)
+    };
+    let times = [at(2024, 2, 29, 123_456_789), at(2038, 1, 19, 999_999_999), at(2199, 12, 31, 1_000_001)];
+    for (i, when) in times.into_iter().enumerate() {
+        let tenant = Tenant { id: Uuid::new_v4(), name: format!("t{i}"), created_at: when };
+        store.create_tenant(&tenant).await?;
+        assert_same_ms("tenant.created_at", store.get_tenant(tenant.id).await?.expect("tenant").created_at, when);
+
+        let key = api_key(tenant.id, when);
+        store.insert_api_key(&key).await?;
+        store.revoke_api_key(tenant.id, &key.public_id, when + Duration::nanoseconds(500)).await?;
+        let got = store.find_api_key(&key.public_id).await?.expect("api key");
+        assert_same_ms("api_key.created_at", got.created_at, when);
+        assert_same_ms("api_key.revoked_at", got.revoked_at.expect("revoked"), when + Duration::nanoseconds(500));
+
+        let user = store.upsert_end_user(tenant.id, "u", when).await?;
+        assert_same_ms("end_user.created_at", user.created_at, when);
+        assert_same_ms(
+            "end_user.created_at",
+            store.get_end_user(tenant.id, "u").await?.expect("user").created_at,
+            when,
+        );
+
+        let tok = token(tenant.id, user.id, when, minutes(15));
+        store.insert_registration_token(&tok).await?;
+        let (row, _) = sealed_row(&vault, tenant.id, user.id, ProviderId::OpenAi, when).await?;
+        let redeemed_at = when + Duration::microseconds(1500);
+        assert_eq!(store.redeem_registration_token(&tok.token_hash, redeemed_at, &row).await?, Ok(()));
+        let info = store.find_registration_token(&tok.token_hash).await?.expect("token");
+        assert_same_ms("token.expires_at", info.expires_at, tok.expires_at);
+        assert_same_ms("token.used_at", info.used_at.expect("used"), redeemed_at);
+
+        store.touch_provider_key(row.id, when + Duration::milliseconds(1)).await?;
+        let stored = store.get_provider_key(user.id, "openai").await?.expect("key");
+        assert_same_ms("provider_key.created_at", stored.created_at, when);
+        assert_same_ms(
+            "provider_key.last_used_at",
+            stored.last_used_at.expect("used"),
+            when + Duration::milliseconds(1),
+        );
+        let listed = store.list_provider_keys(user.id).await?;
+        assert_same_ms("summary.created_at", listed[0].created_at, when);
+
+        store
+            .append_audit(&AuditEvent {
+                tenant_id: Some(tenant.id),
+                actor: "test".into(),
+                action: "time".into(),
+                target: None,
+                created_at: when,
+            })
+            .await?;
+        let audit = store.list_audit(Some(tenant.id), 1).await?;
+        assert_same_ms("audit.created_at", audit[0].created_at, when);
+    }
+    Ok(())
+}
