@@ -134,6 +134,15 @@ pub struct ServeArgs {
     /// Seconds to wait for a provider when checking a key.
     #[arg(long, env = "RELAY_KEY_CHECK_TIMEOUT", default_value_t = 15)]
     pub key_check_timeout_secs: u64,
+    /// Seconds to wait for a provider's first response byte (a whole non-streaming answer).
+    #[arg(long, env = "RELAY_UPSTREAM_FIRST_BYTE_TIMEOUT", default_value_t = 600)]
+    pub upstream_first_byte_timeout_secs: u64,
+    /// Longest silence, in seconds, between two chunks of a provider's stream.
+    #[arg(long, env = "RELAY_UPSTREAM_IDLE_TIMEOUT", default_value_t = 120)]
+    pub upstream_idle_timeout_secs: u64,
+    /// Seconds to wait for a TCP/TLS connection to a provider.
+    #[arg(long, env = "RELAY_UPSTREAM_CONNECT_TIMEOUT", default_value_t = 10)]
+    pub upstream_connect_timeout_secs: u64,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "RELAY_WORKERS")]
     pub workers: Option<usize>,
@@ -149,7 +158,7 @@ pub struct Config {
     pub public_url: Option<String>,
     pub verify_provider_keys: bool,
     pub max_body_bytes: usize,
-    pub key_check_timeout: Duration,
+    pub upstream_timeouts: crate::providers::UpstreamTimeouts,
     pub workers: Option<usize>,
     /// `RELAY_UPSTREAM_<PROVIDER>` overrides.
     pub upstreams: HashMap<ProviderId, String>,
@@ -163,7 +172,12 @@ impl Config {
             public_url: args.public_url.clone(),
             verify_provider_keys: args.verify_provider_keys,
             max_body_bytes: args.max_body_bytes,
-            key_check_timeout: Duration::from_secs(args.key_check_timeout_secs),
+            upstream_timeouts: crate::providers::UpstreamTimeouts {
+                connect: Duration::from_secs(args.upstream_connect_timeout_secs),
+                key_check: Duration::from_secs(args.key_check_timeout_secs),
+                first_byte: Duration::from_secs(args.upstream_first_byte_timeout_secs),
+                idle: Duration::from_secs(args.upstream_idle_timeout_secs),
+            },
             workers: args.workers,
             upstreams: upstreams_from_env()?,
         })

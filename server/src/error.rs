@@ -116,6 +116,10 @@ impl ApiError {
         self
     }
 
+    pub fn status_code_u16(&self) -> u16 {
+        self.status.as_u16()
+    }
+
     pub fn code(&self) -> &'static str {
         self.code
     }

@@ -205,6 +205,17 @@ impl KeyService {
         }
     }
 
+    /// Notes that a key was used; at most once a minute per key, to keep writes off the hot path.
+    pub async fn touch(&self, row: &StoredProviderKey) {
+        let now = Utc::now();
+        if row.last_used_at.is_some_and(|t| now - t < chrono::Duration::seconds(60)) {
+            return;
+        }
+        if let Err(e) = self.store.touch_provider_key(row.id, now).await {
+            tracing::warn!(error = ?e, "could not record key use");
+        }
+    }
+
     /// Re-wraps every data key not yet under the newest KEK. Safe while servers keep serving:
     /// each update is a compare-and-set, so a key replaced meanwhile is left alone.
     pub async fn rotate(&self) -> Result<RotationReport, ApiError> {

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod gateway;
 pub mod keys;
 pub mod providers;
 pub mod routes;

@@ -12,7 +12,7 @@ use actix_web::{web, App, HttpServer};
 use crate::config::Config;
 use crate::error::{json_error, ApiError};
 use crate::keys::KeyService;
-use crate::providers::{UpstreamTimeouts, Upstreams};
+use crate::providers::Upstreams;
 use crate::store::{self, DynStore};
 use crate::vault::Vault;
 use crate::{auth, routes, telemetry};
@@ -38,7 +38,7 @@ impl Application {
 
     pub async fn build_with_store(config: Config, store: DynStore) -> anyhow::Result<Self> {
         let vault = Vault::new(Arc::new(config.store.keyring));
-        let timeouts = UpstreamTimeouts { key_check: config.key_check_timeout, ..UpstreamTimeouts::default() };
+        let timeouts = config.upstream_timeouts;
         let upstreams = Upstreams::new(&config.upstreams, &timeouts)?;
         let keys = KeyService::new(store.clone(), vault, upstreams, config.verify_provider_keys, timeouts.key_check);
         let state = web::Data::new(AppState { store, keys, public_url: config.public_url });

@@ -30,11 +30,12 @@ pub struct TestApp {
 pub struct SpawnOptions {
     pub verify_provider_keys: bool,
     pub max_body_bytes: usize,
+    pub idle_timeout: Duration,
 }
 
 impl Default for SpawnOptions {
     fn default() -> Self {
-        Self { verify_provider_keys: true, max_body_bytes: 64 * 1024 }
+        Self { verify_provider_keys: true, max_body_bytes: 64 * 1024, idle_timeout: Duration::from_secs(30) }
     }
 }
 
@@ -60,7 +61,12 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
         public_url: None,
         verify_provider_keys: options.verify_provider_keys,
         max_body_bytes: options.max_body_bytes,
-        key_check_timeout: Duration::from_secs(5),
+        upstream_timeouts: relay::providers::UpstreamTimeouts {
+            connect: Duration::from_secs(5),
+            key_check: Duration::from_secs(5),
+            first_byte: Duration::from_secs(30),
+            idle: options.idle_timeout,
+        },
         workers: Some(2),
         upstreams,
     };

@@ -1,11 +1,17 @@
-//! A mock upstream that answers the providers' key-check calls the way they do: the key in the
+//! A mock upstream provider. GET requests are key checks and model listings: the key in the
 //! provider's header (Bearer, `x-api-key`, `x-goog-api-key`), 200 for a key it accepts, 401 for
-//! any other. It records what it received so tests can check how keys were presented.
+//! any other. POST requests (chat, embeddings) answer with the scripted reply: JSON, or an SSE
+//! stream written in random pieces (lines split mid-way) with real delays between them. It
+//! records what it received, and notices when a client drops a stream before its end.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use bytes::Bytes;
+use rand::Rng;
+use serde_json::Value;
 
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -13,12 +19,42 @@ pub struct Recorded {
     pub path: String,
     pub query: String,
     pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("recorded body is JSON")
+    }
+}
+
+/// What the mock answers to the next POST requests.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Json {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Value,
+    },
+    /// SSE text, written in random pieces of at most `max_piece` bytes, `delay` apart.
+    Sse {
+        headers: Vec<(String, String)>,
+        text: String,
+        max_piece: usize,
+        delay: Duration,
+    },
+}
+
+/// How a stream the mock sent ended.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamEnd {
+    pub at: Instant,
+    /// The whole script was written.
+    pub completed: bool,
 }
 
 #[derive(Default)]
@@ -26,6 +62,9 @@ struct State {
     accepted: Mutex<HashSet<String>>,
     requests: Mutex<Vec<Recorded>>,
     fail_with: Mutex<Option<u16>>,
+    reply: Mutex<Option<Reply>>,
+    models: Mutex<Option<Value>>,
+    stream_ends: Mutex<Vec<StreamEnd>>,
 }
 
 pub struct MockProvider {
@@ -42,8 +81,42 @@ fn presented_key(req: &HttpRequest) -> Option<String> {
         .or_else(|| h("x-goog-api-key"))
 }
 
-async fn handle(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    let recorded = Recorded {
+/// Notes when the response stream is dropped, and whether it had finished.
+struct EndGuard {
+    state: Arc<State>,
+    completed: bool,
+}
+
+impl EndGuard {
+    /// The whole script was written; recorded as the guard drops.
+    fn complete(mut self) {
+        self.completed = true;
+    }
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        if let Ok(mut ends) = self.state.stream_ends.lock() {
+            ends.push(StreamEnd { at: Instant::now(), completed: self.completed });
+        }
+    }
+}
+
+fn split_randomly(text: &str, max_piece: usize) -> Vec<Bytes> {
+    let bytes = text.as_bytes();
+    let mut rng = rand::thread_rng();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let n = rng.gen_range(1..=max_piece.max(1)).min(bytes.len() - i);
+        out.push(Bytes::copy_from_slice(&bytes[i..i + n]));
+        i += n;
+    }
+    out
+}
+
+async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
+    state.requests.lock().expect("lock").push(Recorded {
         method: req.method().to_string(),
         path: req.path().to_owned(),
         query: req.query_string().to_owned(),
@@ -52,20 +125,58 @@ async fn handle(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
             .iter()
             .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
             .collect(),
-    };
-    state.requests.lock().expect("lock").push(recorded);
+        body: body.to_vec(),
+    });
     if let Some(code) = *state.fail_with.lock().expect("lock") {
         let status = actix_web::http::StatusCode::from_u16(code).expect("status");
         return HttpResponse::build(status)
             .json(serde_json::json!({"error": {"message": "mock failure", "type": "server_error"}}));
     }
     let accepted = presented_key(&req).is_some_and(|k| state.accepted.lock().expect("lock").contains(&k));
-    if accepted {
-        HttpResponse::Ok()
-            .json(serde_json::json!({"object": "list", "data": [{"id": "mock-model", "object": "model"}]}))
-    } else {
-        HttpResponse::Unauthorized()
-            .json(serde_json::json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}}))
+    if !accepted {
+        return HttpResponse::Unauthorized().json(serde_json::json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}}));
+    }
+    if req.method() == actix_web::http::Method::GET {
+        let models = state.models.lock().expect("lock").clone();
+        return HttpResponse::Ok().json(models.unwrap_or_else(
+            || serde_json::json!({"object": "list", "data": [{"id": "mock-model", "object": "model"}]}),
+        ));
+    }
+    let reply = state.reply.lock().expect("lock").clone();
+    match reply {
+        None => {
+            HttpResponse::InternalServerError().json(serde_json::json!({"error": {"message": "no scripted reply"}}))
+        }
+        Some(Reply::Json { status, headers, body }) => {
+            let mut res = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"));
+            for (k, v) in headers {
+                res.insert_header((k, v));
+            }
+            res.json(body)
+        }
+        Some(Reply::Sse { headers, text, max_piece, delay }) => {
+            let pieces = split_randomly(&text, max_piece);
+            let guard = EndGuard { state: state.clone().into_inner(), completed: false };
+            let stream =
+                futures::stream::unfold((pieces.into_iter(), guard, true), move |(mut it, guard, first)| async move {
+                    if !first {
+                        tokio::time::sleep(delay).await;
+                    }
+                    match it.next() {
+                        Some(piece) => Some((Ok::<_, actix_web::Error>(piece), (it, guard, false))),
+                        None => {
+                            guard.complete();
+                            None
+                        }
+                    }
+                });
+            let mut res = HttpResponse::Ok();
+            res.content_type("text/event-stream");
+            for (k, v) in headers {
+                res.insert_header((k, v));
+            }
+            res.streaming(stream)
+        }
     }
 }
 
@@ -75,12 +186,17 @@ impl MockProvider {
         let data = web::Data::from(state.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind mock");
         let port = listener.local_addr().expect("addr").port();
-        let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(handle)))
-            .workers(1)
-            .disable_signals()
-            .listen(listener)
-            .expect("listen")
-            .run();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
+                .default_service(web::to(handle))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
         let handle = server.handle();
         tokio::spawn(server);
         Self { url: format!("http://127.0.0.1:{port}"), state, handle }
@@ -96,14 +212,32 @@ impl MockProvider {
         *self.state.fail_with.lock().expect("lock") = status;
     }
 
+    /// What POST requests get from now on.
+    pub fn reply(&self, reply: Reply) {
+        *self.state.reply.lock().expect("lock") = Some(reply);
+    }
+
+    /// What GET model listings return from now on.
+    pub fn models(&self, body: Value) {
+        *self.state.models.lock().expect("lock") = Some(body);
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.requests.lock().expect("lock").clone()
+    }
+
+    /// The last POST request received.
+    pub fn last_post(&self) -> Recorded {
+        self.requests().into_iter().rev().find(|r| r.method == "POST").expect("a POST reached the mock")
+    }
+
+    pub fn stream_ends(&self) -> Vec<StreamEnd> {
+        self.state.stream_ends.lock().expect("lock").clone()
     }
 }
 
 impl Drop for MockProvider {
     fn drop(&mut self) {
-        let handle = self.handle.clone();
-        drop(handle.stop(false));
+        drop(self.handle.stop(false));
     }
 }

@@ -1,6 +1,7 @@
 //! The providers Relay can hold keys for: their ids, key formats, where their APIs live and how a
 //! key is presented to them. Translation of the unified API lives in one file per provider.
 
+pub mod routing;
 pub mod unified;
 mod verify;
 
@@ -183,17 +184,28 @@ pub fn fingerprint(provider: ProviderId, key: &str) -> String {
 pub struct Upstreams {
     base_urls: HashMap<ProviderId, String>,
     client: reqwest::Client,
+    timeouts: UpstreamTimeouts,
 }
 
+/// How long Relay waits on a provider. None of them caps a healthy long stream: `idle` is the
+/// longest gap between two chunks, not a total.
 #[derive(Debug, Clone)]
 pub struct UpstreamTimeouts {
     pub connect: Duration,
     pub key_check: Duration,
+    /// Until the response headers (for non-streaming calls, the whole answer).
+    pub first_byte: Duration,
+    pub idle: Duration,
 }
 
 impl Default for UpstreamTimeouts {
     fn default() -> Self {
-        Self { connect: Duration::from_secs(10), key_check: Duration::from_secs(15) }
+        Self {
+            connect: Duration::from_secs(10),
+            key_check: Duration::from_secs(15),
+            first_byte: Duration::from_secs(600),
+            idle: Duration::from_secs(120),
+        }
     }
 }
 
@@ -211,11 +223,15 @@ impl Upstreams {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("relay/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { base_urls, client })
+        Ok(Self { base_urls, client, timeouts: timeouts.clone() })
     }
 
     pub fn base_url(&self, provider: ProviderId) -> &str {
         self.base_urls.get(&provider).map(String::as_str).unwrap_or(provider.default_base_url())
+    }
+
+    pub fn timeouts(&self) -> &UpstreamTimeouts {
+        &self.timeouts
     }
 
     pub fn client(&self) -> &reqwest::Client {

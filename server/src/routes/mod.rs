@@ -4,11 +4,15 @@
 mod connect;
 mod health;
 mod registration_tokens;
+mod unified;
 mod users;
 
 use actix_web::{web, HttpRequest};
 
 use crate::error::{for_bare_status, ApiError};
+
+/// Chat requests carry images and long histories: they get a larger limit than the JSON API.
+pub const MAX_UNIFIED_BODY: usize = 32 * 1024 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/health").route(web::get().to(health::health)))
@@ -17,7 +21,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/connect").route(web::post().to(connect::connect)))
         .service(resource("/v1/connect/{token}").route(web::get().to(connect::describe)))
         .service(resource("/v1/users/{label}").route(web::get().to(users::get)).route(web::delete().to(users::delete)))
-        .service(resource("/v1/users/{label}/keys/{provider}").route(web::delete().to(users::delete_key)));
+        .service(resource("/v1/users/{label}/keys/{provider}").route(web::delete().to(users::delete_key)))
+        .service(
+            resource("/v1/chat/completions")
+                .app_data(web::PayloadConfig::new(MAX_UNIFIED_BODY))
+                .route(web::post().to(unified::chat_completions)),
+        )
+        .service(
+            resource("/v1/embeddings")
+                .app_data(web::PayloadConfig::new(MAX_UNIFIED_BODY))
+                .route(web::post().to(unified::embeddings)),
+        )
+        .service(resource("/v1/models").route(web::get().to(unified::models)));
 }
 
 /// A resource that answers 405 to methods it has no route for (instead of inheriting the app's
