@@ -6,6 +6,7 @@ pub mod app;
 pub mod db;
 pub mod mock;
 pub mod process;
+pub mod sdk;
 
 pub use app::{spawn_app, TestApp};
 pub use db::{Backend, TestDb};

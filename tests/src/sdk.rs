@@ -1,0 +1,53 @@
+//! Runs the official `openai` SDK drivers in tests/sdk (Python and Node) against a Relay.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sdk {
+    Python,
+    Node,
+}
+
+pub const ALL: [Sdk; 2] = [Sdk::Python, Sdk::Node];
+
+pub fn sdk_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sdk")
+}
+
+/// Runs one job through the SDK in a blocking thread; returns what the driver printed.
+pub async fn run(sdk: Sdk, job: Value) -> Value {
+    tokio::task::spawn_blocking(move || {
+        let dir = sdk_dir();
+        let mut cmd = match sdk {
+            Sdk::Python => {
+                let mut c = Command::new("python3");
+                c.arg(dir.join("chat.py"));
+                c
+            }
+            Sdk::Node => {
+                assert!(dir.join("node_modules/openai").exists(), "run `npm ci` in tests/sdk (scripts/test does)");
+                let mut c = Command::new("node");
+                c.arg(dir.join("chat.mjs"));
+                c
+            }
+        };
+        let mut child = cmd
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the SDK driver");
+        child.stdin.take().expect("stdin").write_all(job.to_string().as_bytes()).expect("write job");
+        let out = child.wait_with_output().expect("SDK driver");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{sdk:?} driver failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{sdk:?} driver printed no JSON ({e}): {stdout}"))
+    })
+    .await
+    .expect("join")
+}
