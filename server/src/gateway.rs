@@ -152,6 +152,7 @@ fn error_response(
         Dialect::OpenAi => openai_error(status, body),
         d => translate::upstream_error(d, status, body),
     };
+    let err = UpstreamError { message: crate::providers::redact_key_like(&err.message), ..err };
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut res = HttpResponse::build(code);
     copy_headers(headers, &mut res);
@@ -558,7 +559,12 @@ impl Flow {
                         self.recorder.first_token();
                         self.pending.push_back(sse_data(&v));
                     }
-                    StreamItem::Error(v) => {
+                    StreamItem::Error(mut v) => {
+                        if let Some(m) = v.pointer_mut("/error/message") {
+                            if let Some(text) = m.as_str() {
+                                *m = Value::String(crate::providers::redact_key_like(text));
+                            }
+                        }
                         self.pending.push_back(sse_data(&v));
                         self.done = true;
                         return;

@@ -178,6 +178,19 @@ async fn upstream_errors_keep_status_and_rate_limit_headers() {
         let body: Value = res.json().await.expect("json");
         assert_eq!(body["error"]["message"], format!("upstream says {status}"));
     }
+    // A provider that echoes the key in its message: the client never sees it.
+    let key = app.connect_new_key("cy2", "openai").await;
+    app.mock.reply(Reply::Json {
+        status: 401,
+        headers: vec![],
+        body: json!({"error": {"message": format!("Incorrect API key provided: {key}."), "type": "invalid_request_error", "code": "invalid_api_key"}}),
+    });
+    let res = chat(&app, "cy2", &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(res.status(), 401);
+    let text = res.text().await.expect("body");
+    assert!(!text.contains(&key) && !text.contains(&key[8..]), "{text}");
+    assert!(text.contains("Incorrect API key provided: sk-proj-…"), "{text}");
+
     // Not JSON at all: still OpenAI's shape.
     app.mock.reply(Reply::Json { status: 502, headers: vec![], body: json!("Bad Gateway") });
     let res = chat(&app, "cy", &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})).await;

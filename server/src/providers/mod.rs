@@ -179,6 +179,32 @@ pub fn fingerprint(provider: ProviderId, key: &str) -> String {
     format!("{prefix}…{}", key.get(tail_start..).unwrap_or(""))
 }
 
+/// Masks anything shaped like a provider key in text that came from a provider (error
+/// messages), keeping only its public prefix: `sk-proj-…`. Defence in depth: keys travel in
+/// headers, which providers do not echo, but a message must never carry one to a client.
+pub fn redact_key_like(text: &str) -> String {
+    const PREFIXES: [&str; 7] = ["sk-ant-", "sk-or-", "sk-proj-", "sk-", "AIza", "gsk_", "rly-"];
+    let is_token = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| is_token(c)) {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let end = tail.find(|c: char| !is_token(c)).unwrap_or(tail.len());
+        let token = &tail[..end];
+        match PREFIXES.iter().find(|p| token.starts_with(**p)) {
+            Some(prefix) if token.len() >= 20 => {
+                out.push_str(prefix);
+                out.push('…');
+            }
+            _ => out.push_str(token),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Where each provider's API is, and the one HTTP client Relay uses to call them.
 #[derive(Clone)]
 pub struct Upstreams {
@@ -275,6 +301,18 @@ mod tests {
         assert_eq!(fingerprint(ProviderId::Anthropic, &key), "sk-ant-…WXYZ");
         assert_eq!(fingerprint(ProviderId::Mistral, &"a".repeat(32)), "…aaaa");
         assert_eq!(fingerprint(ProviderId::OpenAi, "sk-ab"), "sk-…ab");
+    }
+
+    #[test]
+    fn key_like_tokens_are_masked() {
+        let key = format!("sk-proj-{}", "A1b2".repeat(10));
+        let msg = format!("Incorrect API key provided: {key}. You can find your key at https://example.com/keys.");
+        let masked = redact_key_like(&msg);
+        assert!(!masked.contains(&key));
+        assert_eq!(masked, "Incorrect API key provided: sk-proj-…. You can find your key at https://example.com/keys.");
+        let g = format!("key={}&x", format!("AIza{}", "x".repeat(35)));
+        assert_eq!(redact_key_like(&g), "key=AIza…&x");
+        assert_eq!(redact_key_like("task-runner sk-short 한글 ok"), "task-runner sk-short 한글 ok");
     }
 
     #[test]
