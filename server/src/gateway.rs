@@ -156,6 +156,12 @@ fn error_response(
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut res = HttpResponse::build(code);
     copy_headers(headers, &mut res);
+    // Google says when to retry only inside its error body.
+    if provider == ProviderId::Google && !headers.contains_key("retry-after") {
+        if let Some(secs) = crate::providers::google::retry_after_seconds(body) {
+            res.insert_header(("retry-after", secs.to_string()));
+        }
+    }
     res.content_type("application/json").body(err.to_json().to_string())
 }
 
@@ -610,13 +616,21 @@ impl Flow {
     /// The upstream ended normally.
     fn end(&mut self) {
         if let Some(t) = self.translator.as_mut() {
+            let mut failed = false;
             for item in t.finish() {
                 match item {
-                    StreamItem::Chunk(v) | StreamItem::Error(v) => self.pending.push_back(sse_data(&v)),
+                    StreamItem::Chunk(v) => self.pending.push_back(sse_data(&v)),
+                    // E.g. the upstream closed before saying anything: an error, and no [DONE].
+                    StreamItem::Error(v) => {
+                        self.pending.push_back(sse_data(&v));
+                        failed = true;
+                    }
                 }
             }
             self.recorder.usage = t.usage().or(self.recorder.usage);
-            self.pending.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+            if !failed {
+                self.pending.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+            }
         }
         self.done = true;
     }
@@ -782,45 +796,41 @@ mod translate {
 
     use super::Dialect;
     use crate::providers::unified::{ChatContext, Prepared, StreamTranslator, TranslateError, UpstreamError};
+    use crate::providers::{anthropic, google};
 
-    fn pending() -> TranslateError {
-        TranslateError::new("This provider's translation is not available in this build.", Some("model"))
-    }
-
-    pub fn chat_request(_d: Dialect, _body: &Value, _model: &str) -> Result<Prepared, TranslateError> {
-        Err(pending())
-    }
-
-    pub fn chat_response(_d: Dialect, _body: &Value, _ctx: &ChatContext) -> Result<Value, TranslateError> {
-        Err(pending())
-    }
-
-    pub fn chat_stream(_d: Dialect, _ctx: ChatContext) -> Box<dyn StreamTranslator> {
-        Box::new(Nothing)
-    }
-
-    pub fn upstream_error(_d: Dialect, status: u16, body: &[u8]) -> UpstreamError {
-        super::openai_error(status, body)
-    }
-
-    pub fn embeddings_request(_body: &Value, _model: &str) -> Result<Prepared, TranslateError> {
-        Err(pending())
-    }
-
-    pub fn embeddings_response(_body: &Value, _req: &Value) -> Result<Value, TranslateError> {
-        Err(pending())
-    }
-
-    struct Nothing;
-    impl StreamTranslator for Nothing {
-        fn on_event(&mut self, _: &crate::sse::SseEvent) -> Vec<crate::providers::unified::StreamItem> {
-            Vec::new()
+    pub fn chat_request(d: Dialect, body: &Value, model: &str) -> Result<Prepared, TranslateError> {
+        match d {
+            Dialect::Anthropic => anthropic::chat_request(body, model),
+            _ => google::chat_request(body, model),
         }
-        fn finish(&mut self) -> Vec<crate::providers::unified::StreamItem> {
-            Vec::new()
+    }
+
+    pub fn chat_response(d: Dialect, body: &Value, ctx: &ChatContext) -> Result<Value, TranslateError> {
+        match d {
+            Dialect::Anthropic => anthropic::chat_response(body, ctx),
+            _ => google::chat_response(body, ctx),
         }
-        fn usage(&self) -> Option<crate::providers::unified::Usage> {
-            None
+    }
+
+    pub fn chat_stream(d: Dialect, ctx: ChatContext) -> Box<dyn StreamTranslator> {
+        match d {
+            Dialect::Anthropic => Box::new(anthropic::chat_stream(ctx)),
+            _ => Box::new(google::chat_stream(ctx)),
         }
+    }
+
+    pub fn upstream_error(d: Dialect, status: u16, body: &[u8]) -> UpstreamError {
+        match d {
+            Dialect::Anthropic => anthropic::upstream_error(status, body),
+            _ => google::upstream_error(status, body),
+        }
+    }
+
+    pub fn embeddings_request(body: &Value, model: &str) -> Result<Prepared, TranslateError> {
+        google::embeddings_request(body, model)
+    }
+
+    pub fn embeddings_response(body: &Value, req: &Value) -> Result<Value, TranslateError> {
+        google::embeddings_response(body, req)
     }
 }

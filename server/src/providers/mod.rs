@@ -1,6 +1,8 @@
 //! The providers Relay can hold keys for: their ids, key formats, where their APIs live and how a
 //! key is presented to them. Translation of the unified API lives in one file per provider.
 
+pub mod anthropic;
+pub mod google;
 pub mod routing;
 pub mod unified;
 mod verify;
@@ -310,7 +312,7 @@ mod tests {
         let masked = redact_key_like(&msg);
         assert!(!masked.contains(&key));
         assert_eq!(masked, "Incorrect API key provided: sk-proj-…. You can find your key at https://example.com/keys.");
-        let g = format!("key={}&x", format!("AIza{}", "x".repeat(35)));
+        let g = format!("key=AIza{}&x", "x".repeat(35));
         assert_eq!(redact_key_like(&g), "key=AIza…&x");
         assert_eq!(redact_key_like("task-runner sk-short 한글 ok"), "task-runner sk-short 한글 ok");
     }
