@@ -131,6 +131,9 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "RELAY_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest request body relayed through /relay/{provider}/…, in bytes.
+    #[arg(long, env = "RELAY_MAX_RELAY_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_relay_body_bytes: usize,
     /// Seconds to wait for a provider when checking a key.
     #[arg(long, env = "RELAY_KEY_CHECK_TIMEOUT", default_value_t = 15)]
     pub key_check_timeout_secs: u64,
@@ -158,6 +161,7 @@ pub struct Config {
     pub public_url: Option<String>,
     pub verify_provider_keys: bool,
     pub max_body_bytes: usize,
+    pub max_relay_body_bytes: usize,
     pub upstream_timeouts: crate::providers::UpstreamTimeouts,
     pub workers: Option<usize>,
     /// `RELAY_UPSTREAM_<PROVIDER>` overrides.
@@ -172,6 +176,7 @@ impl Config {
             public_url: args.public_url.clone(),
             verify_provider_keys: args.verify_provider_keys,
             max_body_bytes: args.max_body_bytes,
+            max_relay_body_bytes: args.max_relay_body_bytes,
             upstream_timeouts: crate::providers::UpstreamTimeouts {
                 connect: Duration::from_secs(args.upstream_connect_timeout_secs),
                 key_check: Duration::from_secs(args.key_check_timeout_secs),

@@ -266,6 +266,21 @@ impl Drop for UsageRecorder {
     }
 }
 
+/// A usage record for one raw passthrough call (no token counts: bodies are not read).
+pub fn record_passthrough(
+    state: &web::Data<AppState>,
+    caller: &Caller,
+    provider: ProviderId,
+    path: &str,
+    status: u16,
+    started: Instant,
+) {
+    let mut recorder = UsageRecorder::new(state, caller, provider, "", &format!("/relay/{provider}{path}"));
+    recorder.started = started;
+    recorder.event.status = status;
+    recorder.first_token();
+}
+
 /// What one provider call needs, resolved up front.
 struct Call {
     provider: ProviderId,

@@ -22,6 +22,7 @@ pub struct AppState {
     pub store: DynStore,
     pub keys: KeyService,
     pub public_url: Option<String>,
+    pub max_relay_body_bytes: usize,
 }
 
 pub struct Application {
@@ -41,7 +42,12 @@ impl Application {
         let timeouts = config.upstream_timeouts;
         let upstreams = Upstreams::new(&config.upstreams, &timeouts)?;
         let keys = KeyService::new(store.clone(), vault, upstreams, config.verify_provider_keys, timeouts.key_check);
-        let state = web::Data::new(AppState { store, keys, public_url: config.public_url });
+        let state = web::Data::new(AppState {
+            store,
+            keys,
+            public_url: config.public_url,
+            max_relay_body_bytes: config.max_relay_body_bytes,
+        });
 
         let listener = TcpListener::bind(&config.listen)?;
         let port = listener.local_addr()?.port();

@@ -40,6 +40,14 @@ pub enum Reply {
         headers: Vec<(String, String)>,
         body: Value,
     },
+    /// Exact bytes (binary or not), written in random pieces `delay` apart.
+    Raw {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        max_piece: usize,
+        delay: Duration,
+    },
     /// SSE text, written in random pieces of at most `max_piece` bytes, `delay` apart.
     Sse {
         headers: Vec<(String, String)>,
@@ -102,8 +110,7 @@ impl Drop for EndGuard {
     }
 }
 
-fn split_randomly(text: &str, max_piece: usize) -> Vec<Bytes> {
-    let bytes = text.as_bytes();
+fn split_randomly(bytes: &[u8], max_piece: usize) -> Vec<Bytes> {
     let mut rng = rand::thread_rng();
     let mut out = Vec::new();
     let mut i = 0;
@@ -154,22 +161,16 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
             }
             res.json(body)
         }
+        Some(Reply::Raw { status, headers, body, max_piece, delay }) => {
+            let stream = paced(split_randomly(&body, max_piece), delay, state.clone().into_inner());
+            let mut res = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"));
+            for (k, v) in headers {
+                res.insert_header((k, v));
+            }
+            res.streaming(stream)
+        }
         Some(Reply::Sse { headers, text, max_piece, delay }) => {
-            let pieces = split_randomly(&text, max_piece);
-            let guard = EndGuard { state: state.clone().into_inner(), completed: false };
-            let stream =
-                futures::stream::unfold((pieces.into_iter(), guard, true), move |(mut it, guard, first)| async move {
-                    if !first {
-                        tokio::time::sleep(delay).await;
-                    }
-                    match it.next() {
-                        Some(piece) => Some((Ok::<_, actix_web::Error>(piece), (it, guard, false))),
-                        None => {
-                            guard.complete();
-                            None
-                        }
-                    }
-                });
+            let stream = paced(split_randomly(text.as_bytes(), max_piece), delay, state.clone().into_inner());
             let mut res = HttpResponse::Ok();
             res.content_type("text/event-stream");
             for (k, v) in headers {
@@ -178,6 +179,27 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
             res.streaming(stream)
         }
     }
+}
+
+/// Writes `pieces` with `delay` between them, noting how the stream ended.
+fn paced(
+    pieces: Vec<Bytes>,
+    delay: Duration,
+    state: Arc<State>,
+) -> impl futures::Stream<Item = Result<Bytes, actix_web::Error>> {
+    let guard = EndGuard { state, completed: false };
+    futures::stream::unfold((pieces.into_iter(), guard, true), move |(mut it, guard, first)| async move {
+        if !first {
+            tokio::time::sleep(delay).await;
+        }
+        match it.next() {
+            Some(piece) => Some((Ok::<_, actix_web::Error>(piece), (it, guard, false))),
+            None => {
+                guard.complete();
+                None
+            }
+        }
+    })
 }
 
 impl MockProvider {

@@ -4,6 +4,7 @@
 mod connect;
 mod health;
 mod registration_tokens;
+mod relay;
 mod unified;
 mod users;
 
@@ -32,7 +33,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .app_data(web::PayloadConfig::new(MAX_UNIFIED_BODY))
                 .route(web::post().to(unified::embeddings)),
         )
-        .service(resource("/v1/models").route(web::get().to(unified::models)));
+        .service(resource("/v1/models").route(web::get().to(unified::models)))
+        .service(web::resource("/relay/{provider}/{tail:.*}").to(relay::relay));
 }
 
 /// A resource that answers 405 to methods it has no route for (instead of inheriting the app's

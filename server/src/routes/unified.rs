@@ -29,7 +29,7 @@ fn leak(name: &str) -> &'static str {
 }
 
 /// The end user this request acts for, who must have connected a key.
-async fn caller(req: &HttpRequest, auth: TenantAuth, state: &AppState) -> Result<Caller, ApiError> {
+pub(crate) async fn caller(req: &HttpRequest, auth: TenantAuth, state: &AppState) -> Result<Caller, ApiError> {
     let raw = header(req, "x-relay-user")?.ok_or_else(|| {
         ApiError::invalid_request(
             "missing_end_user",
