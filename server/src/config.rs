@@ -146,6 +146,12 @@ pub struct ServeArgs {
     /// Seconds to wait for a TCP/TLS connection to a provider.
     #[arg(long, env = "RELAY_UPSTREAM_CONNECT_TIMEOUT", default_value_t = 10)]
     pub upstream_connect_timeout_secs: u64,
+    /// Serve /metrics on this address instead of the main listener (e.g. 127.0.0.1:9090).
+    #[arg(long, env = "RELAY_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Seconds in-flight requests and streams may take to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "RELAY_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout_secs: u64,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "RELAY_WORKERS")]
     pub workers: Option<usize>,
@@ -164,6 +170,8 @@ pub struct Config {
     pub max_relay_body_bytes: usize,
     pub upstream_timeouts: crate::providers::UpstreamTimeouts,
     pub workers: Option<usize>,
+    pub metrics_listen: Option<String>,
+    pub shutdown_timeout_secs: u64,
     /// `RELAY_UPSTREAM_<PROVIDER>` overrides.
     pub upstreams: HashMap<ProviderId, String>,
 }
@@ -184,6 +192,8 @@ impl Config {
                 idle: Duration::from_secs(args.upstream_idle_timeout_secs),
             },
             workers: args.workers,
+            metrics_listen: args.metrics_listen.clone(),
+            shutdown_timeout_secs: args.shutdown_timeout_secs,
             upstreams: upstreams_from_env()?,
         })
     }

@@ -33,6 +33,8 @@ pub struct Caller {
     pub api_key_id: Uuid,
     pub end_user: EndUser,
     pub paid: bool,
+    /// When the request arrived (after authentication), for latency and overhead.
+    pub started: Instant,
 }
 
 /// Upstream response headers a client may act on, passed through as they are.
@@ -207,6 +209,10 @@ async fn bounded_body(res: reqwest::Response, limit: usize) -> Vec<u8> {
     out
 }
 
+fn observe_overhead(state: &AppState, kind: &str, overhead: Duration) {
+    state.metrics.relay_overhead.with_label_values(&[kind]).observe(overhead.as_secs_f64());
+}
+
 /// Records one usage event when dropped: at the end of a stream, or when the client left.
 struct UsageRecorder {
     state: web::Data<AppState>,
@@ -235,7 +241,7 @@ impl UsageRecorder {
                 ttft_ms: None,
                 created_at: Utc::now(),
             },
-            started: Instant::now(),
+            started: caller.started,
             usage: None,
         }
     }
@@ -254,6 +260,9 @@ impl Drop for UsageRecorder {
         if let Some(u) = self.usage {
             event.prompt_tokens = Some(u.prompt_tokens);
             event.completion_tokens = Some(u.completion_tokens);
+            let tokens = &self.state.metrics.tokens;
+            tokens.with_label_values(&[event.provider.as_str(), "prompt"]).inc_by(u.prompt_tokens);
+            tokens.with_label_values(&[event.provider.as_str(), "completion"]).inc_by(u.completion_tokens);
         }
         let store = self.state.store.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -296,8 +305,15 @@ struct OpenedKey {
 }
 
 async fn open_key(state: &AppState, caller: &Caller, provider: ProviderId) -> Result<OpenedKey, ApiError> {
-    let (row, key) = state.keys.open(&caller.end_user, provider).await?;
+    let (row, key) =
+        state.keys.open(&caller.end_user, provider).await.inspect_err(|e| count_decrypt_failure(state, e))?;
     Ok(OpenedKey { row, key })
+}
+
+pub(crate) fn count_decrypt_failure(state: &AppState, e: &ApiError) {
+    if matches!(e.code(), "provider_key_undecryptable" | "master_key_unavailable") {
+        state.metrics.key_decrypt_failures.inc();
+    }
 }
 
 /// Builds the request. The plaintext key lives on only inside `headers` (marked sensitive)
@@ -319,11 +335,23 @@ async fn prepare(
     Ok(Call { provider, url: format!("{}{}", state.keys.upstreams().base_url(provider), prepared.path), headers, body })
 }
 
-async fn send(state: &AppState, call: Call) -> Result<reqwest::Response, ApiError> {
+/// Sends the call; returns the response and how long the provider took to start answering.
+async fn send(state: &AppState, call: Call, kind: &str) -> Result<(reqwest::Response, Duration), ApiError> {
     let timeouts = state.keys.upstreams().timeouts();
+    let provider = call.provider;
     let request = state.keys.upstreams().client().post(&call.url).headers(call.headers).body(call.body).send();
-    match tokio::time::timeout(timeouts.first_byte, request).await {
-        Ok(Ok(res)) => Ok(res),
+    let sent = Instant::now();
+    let result = tokio::time::timeout(timeouts.first_byte, request).await;
+    let ttfb = sent.elapsed();
+    let status = match &result {
+        Ok(Ok(res)) => res.status().as_u16().to_string(),
+        Ok(Err(_)) => "unreachable".to_owned(),
+        Err(_) => "timeout".to_owned(),
+    };
+    state.metrics.upstream_requests.with_label_values(&[provider.as_str(), kind, status.as_str()]).inc();
+    state.metrics.upstream_ttfb.with_label_values(&[provider.as_str()]).observe(ttfb.as_secs_f64());
+    match result {
+        Ok(Ok(res)) => Ok((res, ttfb)),
         Ok(Err(e)) => Err(upstream_failure(call.provider, &e).with_source(e.without_url())),
         Err(_) => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
@@ -402,8 +430,8 @@ async fn finish_chat(
 ) -> Result<HttpResponse, ApiError> {
     let mut recorder = UsageRecorder::new(&state, &caller, provider, model, "/v1/chat/completions");
     let call = prepare(&state, opened, provider, prepared).await?;
-    let res = match send(&state, call).await {
-        Ok(res) => res,
+    let (res, ttfb) = match send(&state, call, "chat").await {
+        Ok(sent) => sent,
         Err(e) => {
             recorder.event.status = e.status_code_u16();
             return Err(e);
@@ -421,6 +449,7 @@ async fn finish_chat(
 
     if !stream {
         let limit = state.keys.upstreams().timeouts().first_byte;
+        let body_started = Instant::now();
         let bytes = match tokio::time::timeout(limit, res.bytes()).await {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => return Err(upstream_failure(provider, &e)),
@@ -455,8 +484,11 @@ async fn finish_chat(
                 ))
             }
         };
+        let waited = ttfb + body_started.elapsed();
+        observe_overhead(&state, "chat", recorder.started.elapsed().saturating_sub(waited));
         return Ok(out.content_type("application/json").body(body));
     }
+    observe_overhead(&state, "chat_stream", recorder.started.elapsed().saturating_sub(ttfb));
 
     let translator: Option<Box<dyn StreamTranslator>> = match mode {
         Mode::Translate => Some(translate::chat_stream(dialect(provider), ctx)),
@@ -475,6 +507,7 @@ async fn finish_chat(
         recorder,
         last_upstream: Instant::now(),
         last_sent: Instant::now(),
+        _open: crate::metrics::StreamGauge::open(&state.metrics.active_streams),
     };
     Ok(out
         .content_type("text/event-stream")
@@ -502,6 +535,7 @@ struct Flow {
     recorder: UsageRecorder,
     last_upstream: Instant,
     last_sent: Instant,
+    _open: crate::metrics::StreamGauge,
 }
 
 fn sse_data(v: &Value) -> Bytes {
@@ -679,7 +713,7 @@ pub async fn embeddings(state: web::Data<AppState>, caller: Caller, raw: &[u8]) 
     };
     let mut recorder = UsageRecorder::new(&state, &caller, route.provider, &model, "/v1/embeddings");
     let call = prepare(&state, opened, route.provider, prepared).await?;
-    let res = send(&state, call).await?;
+    let (res, ttfb) = send(&state, call, "embeddings").await?;
     let status = res.status().as_u16();
     recorder.event.status = status;
     if !res.status().is_success() {
@@ -689,8 +723,10 @@ pub async fn embeddings(state: web::Data<AppState>, caller: Caller, raw: &[u8]) 
     }
     let mut out = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::OK));
     copy_headers(res.headers(), &mut out);
+    let body_started = Instant::now();
     let bytes = res.bytes().await.map_err(|e| upstream_failure(route.provider, &e))?;
     recorder.first_token();
+    observe_overhead(&state, "embeddings", recorder.started.elapsed().saturating_sub(ttfb + body_started.elapsed()));
     let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
     let answer = match (dialect(route.provider), parsed) {
         (Dialect::OpenAi, parsed) => {

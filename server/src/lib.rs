@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod gateway;
 pub mod keys;
+pub mod metrics;
 pub mod passthrough;
 pub mod providers;
 pub mod routes;

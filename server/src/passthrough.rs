@@ -190,7 +190,8 @@ pub async fn forward(
         return Err(too_large(max_body));
     }
 
-    let (row, key) = state.keys.open(&caller.end_user, provider).await?;
+    let (row, key) =
+        state.keys.open(&caller.end_user, provider).await.inspect_err(|e| gateway::count_decrypt_failure(&state, e))?;
     let mut headers = provider.auth_headers(&key).map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
     drop(key);
     state.keys.touch(&row).await;
@@ -276,7 +277,11 @@ pub async fn forward(
             ))
         }
     };
-    gateway::record_passthrough(&state, &caller, provider, &path, res.status().as_u16(), started);
+    let ttfb = started.elapsed();
+    let status = res.status().as_u16();
+    state.metrics.upstream_requests.with_label_values(&[provider.as_str(), "passthrough", &status.to_string()]).inc();
+    state.metrics.upstream_ttfb.with_label_values(&[provider.as_str()]).observe(ttfb.as_secs_f64());
+    gateway::record_passthrough(&state, &caller, provider, &path, status, started);
 
     let mut out = HttpResponse::build(StatusCode::from_u16(res.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY));
     for (name, value) in res.headers() {

@@ -12,6 +12,7 @@ use actix_web::{web, App, HttpServer};
 use crate::config::Config;
 use crate::error::{json_error, ApiError};
 use crate::keys::KeyService;
+use crate::metrics::Metrics;
 use crate::providers::Upstreams;
 use crate::store::{self, DynStore};
 use crate::vault::Vault;
@@ -23,11 +24,16 @@ pub struct AppState {
     pub keys: KeyService,
     pub public_url: Option<String>,
     pub max_relay_body_bytes: usize,
+    pub metrics: Arc<Metrics>,
+    /// /metrics is served on its own listener instead of this one.
+    pub metrics_elsewhere: bool,
 }
 
 pub struct Application {
     port: u16,
+    metrics_port: Option<u16>,
     server: Server,
+    metrics_server: Option<Server>,
 }
 
 impl Application {
@@ -47,7 +53,33 @@ impl Application {
             keys,
             public_url: config.public_url,
             max_relay_body_bytes: config.max_relay_body_bytes,
+            metrics: Arc::new(Metrics::new()?),
+            metrics_elsewhere: config.metrics_listen.is_some(),
         });
+        let metrics_server = match &config.metrics_listen {
+            Some(addr) => {
+                let metrics = state.metrics.clone();
+                let server =
+                    HttpServer::new(move || {
+                        let metrics = metrics.clone();
+                        App::new().route(
+                            "/metrics",
+                            web::get().to(move || {
+                                let body = metrics.render();
+                                async move {
+                                    actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body)
+                                }
+                            }),
+                        )
+                    })
+                    .workers(1)
+                    .disable_signals()
+                    .bind(addr)?;
+                let port = server.addrs().first().map(|a| a.port());
+                Some((server.run(), port))
+            }
+            None => None,
+        };
 
         let listener = TcpListener::bind(&config.listen)?;
         let port = listener.local_addr()?.port();
@@ -66,19 +98,36 @@ impl Application {
                 .wrap(from_fn(telemetry::request_context))
         })
         .listen(listener)?
-        .shutdown_timeout(30)
+        .shutdown_timeout(config.shutdown_timeout_secs)
         .client_request_timeout(Duration::from_secs(30));
         if let Some(workers) = config.workers {
             server = server.workers(workers);
         }
-        Ok(Self { port, server: server.run() })
+        let (metrics_server, metrics_port) = match metrics_server {
+            Some((s, p)) => (Some(s), p),
+            None => (None, None),
+        };
+        Ok(Self { port, metrics_port, server: server.run(), metrics_server })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// The port of the separate metrics listener, when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
+    }
+
+    /// Serves until SIGTERM/SIGINT: the main server stops accepting, lets in-flight requests
+    /// and streams finish (up to the shutdown timeout), then the metrics listener stops too.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let Some(metrics) = self.metrics_server else { return self.server.await };
+        let metrics_handle = metrics.handle();
+        let metrics_task = tokio::spawn(metrics);
+        let result = self.server.await;
+        metrics_handle.stop(true).await;
+        let _ = metrics_task.await;
+        result
     }
 }

@@ -51,6 +51,7 @@ pub async fn request_context(
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route, tenant_id = tracing::field::Empty);
     req.extensions_mut().insert(RequestId(id.clone()));
+    let metrics = req.app_data::<actix_web::web::Data<crate::startup::AppState>>().map(|s| s.metrics.clone());
     let started = Instant::now();
 
     let result = next.call(req).instrument(span.clone()).await;
@@ -68,6 +69,11 @@ pub async fn request_context(
             (res.status(), Err(actix_web::error::InternalError::from_response(e.to_string(), res).into()))
         }
     };
+    if let Some(m) = metrics {
+        let status = status.as_u16().to_string();
+        m.http_requests.with_label_values(&[route.as_str(), method.as_str(), status.as_str()]).inc();
+        m.http_duration.with_label_values(&[route.as_str()]).observe(started.elapsed().as_secs_f64());
+    }
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| tracing::info!(status = status.as_u16(), latency_ms, "request finished"));
     outcome

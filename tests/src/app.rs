@@ -69,6 +69,8 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
             idle: options.idle_timeout,
         },
         workers: Some(2),
+        metrics_listen: None,
+        shutdown_timeout_secs: 5,
         upstreams,
     };
     let app = Application::build_with_store(config, store.clone()).await.expect("build app");

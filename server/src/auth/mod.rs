@@ -18,8 +18,13 @@ use tokens::{hashes_equal, ParsedApiKey};
 
 /// Routes that answer without a developer key: `{}` stands for one path segment.
 /// Registration-token routes authenticate with the token in the body or path instead.
-pub const PUBLIC_ROUTES: &[(&str, &str)] =
-    &[("GET", "/api/health"), ("GET", "/api/ready"), ("GET", "/v1/connect/{}"), ("POST", "/v1/connect")];
+pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/api/health"),
+    ("GET", "/api/ready"),
+    ("GET", "/metrics"),
+    ("GET", "/v1/connect/{}"),
+    ("POST", "/v1/connect"),
+];
 
 fn is_public(method: &str, path: &str) -> bool {
     PUBLIC_ROUTES.iter().any(|(m, pattern)| {

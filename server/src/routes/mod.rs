@@ -18,6 +18,7 @@ pub const MAX_UNIFIED_BODY: usize = 32 * 1024 * 1024;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/health").route(web::get().to(health::health)))
         .service(resource("/api/ready").route(web::get().to(health::ready)))
+        .service(resource("/metrics").route(web::get().to(health::metrics)))
         .service(resource("/v1/registration-tokens").route(web::post().to(registration_tokens::create)))
         .service(resource("/v1/connect").route(web::post().to(connect::connect)))
         .service(resource("/v1/connect/{token}").route(web::get().to(connect::describe)))

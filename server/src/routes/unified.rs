@@ -30,6 +30,7 @@ fn leak(name: &str) -> &'static str {
 
 /// The end user this request acts for, who must have connected a key.
 pub(crate) async fn caller(req: &HttpRequest, auth: TenantAuth, state: &AppState) -> Result<Caller, ApiError> {
+    let started = std::time::Instant::now();
     let raw = header(req, "x-relay-user")?.ok_or_else(|| {
         ApiError::invalid_request(
             "missing_end_user",
@@ -53,7 +54,7 @@ pub(crate) async fn caller(req: &HttpRequest, auth: TenantAuth, state: &AppState
             "This end user has not connected any provider key. Send them a registration token to connect one.",
         )
     })?;
-    Ok(Caller { tenant_id: auth.tenant_id, api_key_id: auth.api_key_id, end_user, paid })
+    Ok(Caller { tenant_id: auth.tenant_id, api_key_id: auth.api_key_id, end_user, paid, started })
 }
 
 pub async fn chat_completions(

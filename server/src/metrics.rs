@@ -1,0 +1,112 @@
+//! Prometheus metrics. Labels are route patterns, providers, methods, statuses and fixed
+//! words only: never a key, token, tenant name or end-user label.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets in seconds, from 100 µs (Relay's own overhead) to 10 min (long answers).
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0, 600.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub upstream_requests: IntCounterVec,
+    pub upstream_ttfb: HistogramVec,
+    pub relay_overhead: HistogramVec,
+    pub active_streams: IntGauge,
+    pub tokens: IntCounterVec,
+    pub key_decrypt_failures: IntCounter,
+    pub rate_limited: IntCounterVec,
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()), labels)
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new_custom(Some("relay".into()), None)?;
+        let m = Self {
+            http_requests: IntCounterVec::new(
+                Opts::new("http_requests_total", "HTTP requests answered, by route pattern, method and status"),
+                &["route", "method", "status"],
+            )?,
+            http_duration: histogram(
+                "http_request_duration_seconds",
+                "Time to answer (headers), by route pattern",
+                &["route"],
+            )?,
+            upstream_requests: IntCounterVec::new(
+                Opts::new("upstream_requests_total", "Calls to providers, by provider, endpoint kind and status"),
+                &["provider", "kind", "status"],
+            )?,
+            upstream_ttfb: histogram(
+                "upstream_time_to_first_byte_seconds",
+                "Time from sending a request to a provider until its response headers",
+                &["provider"],
+            )?,
+            relay_overhead: histogram(
+                "overhead_seconds",
+                "Relay's own time per call: time to answer minus time waiting on the provider",
+                &["kind"],
+            )?,
+            active_streams: IntGauge::new("active_streams", "Streams open between a client and a provider")?,
+            tokens: IntCounterVec::new(
+                Opts::new(
+                    "tokens_total",
+                    "Tokens reported by providers, by provider and direction (prompt, completion)",
+                ),
+                &["provider", "direction"],
+            )?,
+            key_decrypt_failures: IntCounter::new(
+                "key_decrypt_failures_total",
+                "Stored provider keys that did not decrypt (tampering, wrong context or missing master key)",
+            )?,
+            rate_limited: IntCounterVec::new(
+                Opts::new("rate_limited_total", "Requests refused by a rate limit, by limit scope"),
+                &["scope"],
+            )?,
+            registry,
+        };
+        m.registry.register(Box::new(m.http_requests.clone()))?;
+        m.registry.register(Box::new(m.http_duration.clone()))?;
+        m.registry.register(Box::new(m.upstream_requests.clone()))?;
+        m.registry.register(Box::new(m.upstream_ttfb.clone()))?;
+        m.registry.register(Box::new(m.relay_overhead.clone()))?;
+        m.registry.register(Box::new(m.active_streams.clone()))?;
+        m.registry.register(Box::new(m.tokens.clone()))?;
+        m.registry.register(Box::new(m.key_decrypt_failures.clone()))?;
+        m.registry.register(Box::new(m.rate_limited.clone()))?;
+        Ok(m)
+    }
+
+    /// The Prometheus text exposition of everything registered.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if TextEncoder::new().encode(&self.registry.gather(), &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Counts an open stream for as long as it lives.
+pub struct StreamGauge(IntGauge);
+
+impl StreamGauge {
+    pub fn open(gauge: &IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for StreamGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
