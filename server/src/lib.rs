@@ -16,6 +16,7 @@ pub mod passthrough;
 pub mod providers;
 pub mod routes;
 pub mod sse;
+pub mod ssrf;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

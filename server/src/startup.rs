@@ -29,6 +29,11 @@ pub struct AppState {
     pub metrics_elsewhere: bool,
 }
 
+/// The separate metrics listener's one route.
+async fn metrics_only(metrics: web::Data<Metrics>) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(metrics.render())
+}
+
 pub struct Application {
     port: u16,
     metrics_port: Option<u16>,
@@ -58,23 +63,13 @@ impl Application {
         });
         let metrics_server = match &config.metrics_listen {
             Some(addr) => {
-                let metrics = state.metrics.clone();
-                let server =
-                    HttpServer::new(move || {
-                        let metrics = metrics.clone();
-                        App::new().route(
-                            "/metrics",
-                            web::get().to(move || {
-                                let body = metrics.render();
-                                async move {
-                                    actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body)
-                                }
-                            }),
-                        )
-                    })
-                    .workers(1)
-                    .disable_signals()
-                    .bind(addr)?;
+                let metrics = web::Data::from(state.metrics.clone());
+                let server = HttpServer::new(move || {
+                    App::new().app_data(metrics.clone()).route("/metrics", web::get().to(metrics_only))
+                })
+                .workers(1)
+                .disable_signals()
+                .bind(addr)?;
                 let port = server.addrs().first().map(|a| a.port());
                 Some((server.run(), port))
             }
