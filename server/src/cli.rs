@@ -9,6 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::config::{Config, ServeArgs, StoreArgs};
+use crate::domain::AllowedOrigin;
 use crate::keys::KeyService;
 use crate::providers::{UpstreamTimeouts, Upstreams};
 use crate::startup::Application;
@@ -52,6 +53,33 @@ pub enum TenantCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Change a tenant's browser settings and print them with its app id. Without flags,
+    /// only prints them.
+    Update {
+        /// The tenant id (from `tenant create`).
+        #[arg(long)]
+        id: Uuid,
+        /// An origin (scheme://host[:port]) allowed to call the browser routes; repeat for
+        /// several. Replaces the tenant's list.
+        #[arg(long = "allowed-origin", value_name = "URL")]
+        allowed_origins: Vec<String>,
+        /// Remove every allowed origin.
+        #[arg(long, conflicts_with = "allowed_origins")]
+        clear_allowed_origins: bool,
+        /// Turn the byok-relay browser flow (POST /users, /keys) on or off.
+        #[arg(long, value_enum, value_name = "on|off")]
+        byok_flow: Option<Switch>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,13 +160,79 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 let v = json!({
                     "tenantId": tenant.id,
                     "name": tenant.name,
+                    "appId": tenant.app_id,
                     "apiKey": key.secret.expose_secret(),
                     "apiKeyId": key.record.public_id,
                 });
                 writeln!(out(), "{v}")?;
             } else {
-                writeln!(out(), "Created tenant {:?} with id {}", tenant.name, tenant.id)?;
+                writeln!(out(), "Created tenant {:?} with id {} (app id {})", tenant.name, tenant.id, tenant.app_id)?;
                 writeln!(out(), "API key (shown once, store it now): {}", key.secret.expose_secret())?;
+            }
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::Update {
+            id,
+            allowed_origins,
+            clear_allowed_origins,
+            byok_flow,
+            json,
+            store,
+        }) => {
+            let origins = allowed_origins
+                .iter()
+                .map(|raw| {
+                    AllowedOrigin::parse(raw)
+                        .map(|o| o.as_str().to_owned())
+                        .map_err(|e| anyhow::anyhow!("--allowed-origin {raw:?} {e}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let (store, _) = open_store(&store).await?;
+            let tenant = store.get_tenant(id).await?.context("No tenant with that id")?;
+            let mut settings = store.get_tenant_settings(id).await?.unwrap_or_default();
+            let before = settings.clone();
+            if !origins.is_empty() {
+                settings.allowed_origins =
+                    origins.into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            }
+            if clear_allowed_origins {
+                settings.allowed_origins.clear();
+            }
+            if let Some(switch) = byok_flow {
+                settings.byok_flow_enabled = switch == Switch::On;
+            }
+            if settings != before {
+                anyhow::ensure!(store.update_tenant_settings(id, &settings).await?, "No tenant with that id");
+                store
+                    .append_audit(&crate::store::AuditEvent {
+                        tenant_id: Some(id),
+                        actor: "operator".into(),
+                        action: "tenant.update".into(),
+                        target: Some(id.to_string()),
+                        created_at: chrono::Utc::now(),
+                    })
+                    .await?;
+            }
+            if json {
+                let v = json!({
+                    "tenantId": tenant.id,
+                    "name": tenant.name,
+                    "appId": tenant.app_id,
+                    "byokFlow": settings.byok_flow_enabled,
+                    "allowedOrigins": settings.allowed_origins,
+                });
+                writeln!(out(), "{v}")?;
+            } else {
+                let mut o = out();
+                writeln!(o, "Tenant {:?} ({})", tenant.name, tenant.id)?;
+                writeln!(o, "  app id:          {}", tenant.app_id)?;
+                writeln!(o, "  byok flow:       {}", if settings.byok_flow_enabled { "on" } else { "off" })?;
+                let origins = if settings.allowed_origins.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    settings.allowed_origins.join(", ")
+                };
+                writeln!(o, "  allowed origins: {origins}")?;
             }
             Ok(())
         }
@@ -157,7 +251,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let keys = KeyService::new(store, vault, upstreams, false, UpstreamTimeouts::default().key_check);
             let report = keys.rotate().await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
             if json {
-                let v = json!({ "kekVersion": version, "rewrapped": report.rewrapped, "skipped": report.skipped, "failed": report.failed });
+                let v = json!({
+                    "kekVersion": version,
+                    "rewrapped": report.rewrapped,
+                    "skipped": report.skipped,
+                    "failed": report.failed,
+                    "sessionSigningKeys": { "rewrapped": report.signing_keys_rewrapped, "failed": report.signing_keys_failed },
+                });
                 writeln!(out(), "{v}")?;
             } else {
                 writeln!(
@@ -167,11 +267,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     report.skipped,
                     report.failed
                 )?;
+                writeln!(
+                    out(),
+                    "Re-wrapped {} session signing keys ({} failed).",
+                    report.signing_keys_rewrapped,
+                    report.signing_keys_failed
+                )?;
             }
             anyhow::ensure!(
-                report.failed == 0,
+                report.failed == 0 && report.signing_keys_failed == 0,
                 "{} stored keys could not be re-wrapped; see the log above",
-                report.failed
+                report.failed + report.signing_keys_failed
             );
             Ok(())
         }

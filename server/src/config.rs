@@ -152,6 +152,12 @@ pub struct ServeArgs {
     /// Seconds in-flight requests and streams may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "RELAY_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
+    /// Anonymous byok-flow registrations (POST /users) one client IP may make per minute.
+    #[arg(long, env = "RELAY_BYOK_REGISTRATIONS_PER_MINUTE", default_value_t = 10)]
+    pub byok_registrations_per_minute: u32,
+    /// Proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client.
+    #[arg(long, env = "RELAY_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "RELAY_WORKERS")]
     pub workers: Option<usize>,
@@ -170,6 +176,8 @@ pub struct Config {
     pub max_relay_body_bytes: usize,
     pub upstream_timeouts: crate::providers::UpstreamTimeouts,
     pub workers: Option<usize>,
+    /// Browser flow: registration rate limit and trusted proxies.
+    pub browser: crate::browser::BrowserConfig,
     pub metrics_listen: Option<String>,
     pub shutdown_timeout_secs: u64,
     /// `RELAY_UPSTREAM_<PROVIDER>` overrides.
@@ -192,6 +200,12 @@ impl Config {
                 idle: Duration::from_secs(args.upstream_idle_timeout_secs),
             },
             workers: args.workers,
+            browser: crate::browser::BrowserConfig {
+                registrations_per_minute: std::num::NonZeroU32::new(args.byok_registrations_per_minute)
+                    .context("RELAY_BYOK_REGISTRATIONS_PER_MINUTE must be 1 or more")?,
+                trusted_proxies: crate::browser::parse_trusted_proxies(&args.trusted_proxies)
+                    .map_err(|e| anyhow::anyhow!("RELAY_TRUSTED_PROXIES: {e}"))?,
+            },
             metrics_listen: args.metrics_listen.clone(),
             shutdown_timeout_secs: args.shutdown_timeout_secs,
             upstreams: upstreams_from_env()?,

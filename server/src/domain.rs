@@ -64,6 +64,51 @@ impl LabelError {
     }
 }
 
+/// An exact web origin a tenant allows to call the browser-facing routes: `scheme://host[:port]`,
+/// http or https, no path, query, fragment or credentials. Stored in the form browsers send in
+/// `Origin`: scheme and host lower-case, the scheme's default port left out.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AllowedOrigin(String);
+
+impl AllowedOrigin {
+    pub fn parse(raw: &str) -> Result<Self, OriginError> {
+        let raw = raw.trim();
+        let url = url::Url::parse(raw).map_err(|_| OriginError::NotAUrl)?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(OriginError::Scheme);
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(OriginError::Credentials);
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(OriginError::NoHost);
+        }
+        let authority = raw.split_once("://").map_or("", |(_, rest)| rest);
+        if authority.contains(['/', '?', '#', '\\']) {
+            return Err(OriginError::HasPath);
+        }
+        Ok(Self(url.origin().ascii_serialization()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OriginError {
+    #[error("is not a URL like https://app.example.com")]
+    NotAUrl,
+    #[error("must use http or https")]
+    Scheme,
+    #[error("must not contain a user name or password")]
+    Credentials,
+    #[error("must name a host")]
+    NoHost,
+    #[error("must be scheme://host[:port] only, without a path, query or fragment")]
+    HasPath,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +125,25 @@ mod tests {
         assert_eq!(EndUserLabel::parse("a\u{0}b"), Err(LabelError::NotPrintable));
         assert_eq!(EndUserLabel::parse("a\u{202E}b"), Err(LabelError::NotPrintable));
         assert_eq!(EndUserLabel::parse(" a"), Err(LabelError::SurroundingWhitespace));
+    }
+
+    #[test]
+    fn origins() {
+        let ok = |s: &str| AllowedOrigin::parse(s).map(|o| o.as_str().to_owned());
+        assert_eq!(ok("https://app.example.com"), Ok("https://app.example.com".into()));
+        assert_eq!(ok("HTTPS://App.Example.COM"), Ok("https://app.example.com".into()));
+        assert_eq!(ok("https://app.example.com:443"), Ok("https://app.example.com".into()));
+        assert_eq!(ok("http://localhost:5173"), Ok("http://localhost:5173".into()));
+        assert_eq!(ok("http://127.0.0.1:8080"), Ok("http://127.0.0.1:8080".into()));
+        assert_eq!(ok("https://app.example.com/"), Err(OriginError::HasPath));
+        assert_eq!(ok("https://app.example.com/path"), Err(OriginError::HasPath));
+        assert_eq!(ok("https://app.example.com?x=1"), Err(OriginError::HasPath));
+        assert_eq!(ok("https://app.example.com#x"), Err(OriginError::HasPath));
+        assert_eq!(ok("ftp://app.example.com"), Err(OriginError::Scheme));
+        assert_eq!(ok("https://user:pw@app.example.com"), Err(OriginError::Credentials));
+        assert_eq!(ok("app.example.com"), Err(OriginError::NotAUrl));
+        assert_eq!(ok("null"), Err(OriginError::NotAUrl));
+        assert_eq!(ok("*"), Err(OriginError::NotAUrl));
     }
 
     #[test]

@@ -30,7 +30,8 @@ use crate::store::{EndUser, UsageEvent};
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub tenant_id: Uuid,
-    pub api_key_id: Uuid,
+    /// The developer key used; `None` for a browser's session token.
+    pub api_key_id: Option<Uuid>,
     pub end_user: EndUser,
     pub paid: bool,
     /// When the request arrived (after authentication), for latency and overhead.
@@ -229,7 +230,7 @@ impl UsageRecorder {
                 id: Uuid::new_v4(),
                 tenant_id: caller.tenant_id,
                 end_user_id: Some(caller.end_user.id),
-                api_key_id: Some(caller.api_key_id),
+                api_key_id: caller.api_key_id,
                 provider: provider.as_str().to_owned(),
                 model: model.to_owned(),
                 endpoint: endpoint.to_owned(),

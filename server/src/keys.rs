@@ -8,11 +8,12 @@ use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
+use crate::auth::session;
 use crate::auth::tokens::RegistrationTokenHash;
 use crate::error::ApiError;
 use crate::providers::{self, KeyCheck, KeyCheckError, ProviderId, Upstreams};
 use crate::store::{AuditEvent, DynStore, EndUser, RedeemError, RegistrationTokenInfo, StoredProviderKey};
-use crate::vault::{SealContext, Vault, VaultError};
+use crate::vault::{KekVersion, SealContext, Vault, VaultError};
 
 #[derive(Clone)]
 pub struct KeyService {
@@ -36,6 +37,10 @@ pub struct RotationReport {
     pub skipped: u64,
     /// Rows that do not open under any configured KEK (see the log for which).
     pub failed: u64,
+    /// Session-token signing keys re-wrapped (counted apart from provider keys).
+    pub signing_keys_rewrapped: u64,
+    /// Session-token signing keys that do not open under any configured KEK.
+    pub signing_keys_failed: u64,
 }
 
 impl KeyService {
@@ -75,13 +80,7 @@ impl KeyService {
     pub async fn connect(&self, token: &str, provider: &str, api_key: &SecretString) -> Result<Connected, ApiError> {
         let hash = RegistrationTokenHash::parse(token).ok_or_else(invalid_token)?;
         let info = self.registration_token(token).await?;
-        let provider: ProviderId = provider.parse().map_err(|_| {
-            ApiError::invalid_request(
-                "provider_unknown",
-                format!("Unknown provider. Accepted providers: {}.", providers::accepted_providers()),
-            )
-            .param("provider")
-        })?;
+        let provider = parse_provider(provider)?;
         if let Some(locked) = &info.provider {
             if locked != provider.as_str() {
                 return Err(ApiError::invalid_request(
@@ -91,37 +90,9 @@ impl KeyService {
                 .param("provider"));
             }
         }
-        let key = SecretString::from(api_key.expose_secret().trim().to_owned());
-        provider.check_key_format(key.expose_secret()).map_err(|e| {
-            ApiError::invalid_request("provider_key_malformed", format!("That is not a valid {provider} API key: {e}."))
-                .param("apiKey")
-        })?;
-        if self.verify_with_provider {
-            self.verify(provider, &key).await?;
-        }
-
-        let record_id = Uuid::new_v4();
-        let ctx = SealContext {
-            tenant_id: info.tenant_id,
-            end_user_id: info.end_user_id,
-            provider: provider.as_str(),
-            record_id,
-        };
-        let sealed = self.vault.seal(&ctx, &key).await.map_err(ApiError::internal)?;
-        let fingerprint = providers::fingerprint(provider, key.expose_secret());
-        drop(key);
-        let now = Utc::now();
-        let row = StoredProviderKey {
-            id: record_id,
-            tenant_id: info.tenant_id,
-            end_user_id: info.end_user_id,
-            provider: provider.as_str().to_owned(),
-            fingerprint: fingerprint.clone(),
-            sealed,
-            created_at: now,
-            last_used_at: None,
-        };
-        match self.store.redeem_registration_token(&hash.0, now, &row).await? {
+        let row = self.check_and_seal(info.tenant_id, info.end_user_id, provider, api_key, "apiKey").await?;
+        let fingerprint = row.fingerprint.clone();
+        match self.store.redeem_registration_token(&hash.0, row.created_at, &row).await? {
             Ok(()) => {}
             Err(RedeemError::Used) => return Err(token_used()),
             Err(RedeemError::Expired) => return Err(token_expired()),
@@ -138,19 +109,78 @@ impl KeyService {
         Ok(Connected { provider, fingerprint })
     }
 
-    async fn verify(&self, provider: ProviderId, key: &SecretString) -> Result<(), ApiError> {
+    /// Stores a key for an end user the caller has already authenticated (the byok flow's
+    /// session token), with the same checks and sealing as `connect`, replacing any key the
+    /// user had for that provider. `key_param` names the body field in error messages.
+    pub async fn store_for_end_user(
+        &self,
+        end_user: &EndUser,
+        provider: ProviderId,
+        api_key: &SecretString,
+        key_param: &'static str,
+    ) -> Result<Connected, ApiError> {
+        let row = self.check_and_seal(end_user.tenant_id, end_user.id, provider, api_key, key_param).await?;
+        let fingerprint = row.fingerprint.clone();
+        self.store.upsert_provider_key(&row).await?;
+        self.audit(
+            end_user.tenant_id,
+            "end_user",
+            "provider_key.connect",
+            format!("end_user:{} provider:{provider}", end_user.id),
+        )
+        .await;
+        tracing::info!(tenant_id = %end_user.tenant_id, provider = %provider, "provider key stored by session");
+        Ok(Connected { provider, fingerprint })
+    }
+
+    /// Trims the pasted key, checks its format and (if configured) asks the provider, then
+    /// seals it under a new record id. Nothing is stored yet.
+    async fn check_and_seal(
+        &self,
+        tenant_id: Uuid,
+        end_user_id: Uuid,
+        provider: ProviderId,
+        api_key: &SecretString,
+        key_param: &'static str,
+    ) -> Result<StoredProviderKey, ApiError> {
+        let key = SecretString::from(api_key.expose_secret().trim().to_owned());
+        provider.check_key_format(key.expose_secret()).map_err(|e| {
+            ApiError::invalid_request("provider_key_malformed", format!("That is not a valid {provider} API key: {e}."))
+                .param(key_param)
+        })?;
+        if self.verify_with_provider {
+            self.verify(provider, &key, key_param).await?;
+        }
+        let record_id = Uuid::new_v4();
+        let ctx = SealContext { tenant_id, end_user_id, provider: provider.as_str(), record_id };
+        let sealed = self.vault.seal(&ctx, &key).await.map_err(ApiError::internal)?;
+        let fingerprint = providers::fingerprint(provider, key.expose_secret());
+        drop(key);
+        Ok(StoredProviderKey {
+            id: record_id,
+            tenant_id,
+            end_user_id,
+            provider: provider.as_str().to_owned(),
+            fingerprint,
+            sealed,
+            created_at: Utc::now(),
+            last_used_at: None,
+        })
+    }
+
+    async fn verify(&self, provider: ProviderId, key: &SecretString, key_param: &'static str) -> Result<(), ApiError> {
         match self.upstreams.check_key(provider, key, self.key_check_timeout).await {
             Ok(KeyCheck::Accepted) => Ok(()),
             Ok(KeyCheck::Rejected) => Err(ApiError::invalid_request(
                 "provider_key_rejected",
                 format!("{provider} did not accept this API key. Check that it is active and copied in full."),
             )
-            .param("apiKey")),
+            .param(key_param)),
             Err(e @ KeyCheckError::BadKey) => Err(ApiError::invalid_request(
                 "provider_key_malformed",
                 format!("That is not a valid {provider} API key."),
             )
-            .param("apiKey")
+            .param(key_param)
             .with_source(e)),
             Err(e) => Err(ApiError::bad_gateway(
                 "provider_unavailable",
@@ -254,6 +284,7 @@ impl KeyService {
                 }
             }
         }
+        self.rotate_signing_keys(target, &mut report).await?;
         self.store
             .append_audit(&AuditEvent {
                 tenant_id: None,
@@ -264,6 +295,24 @@ impl KeyService {
             })
             .await?;
         Ok(report)
+    }
+
+    /// The session-token signing key is sealed like a provider key: re-wrap it the same way.
+    async fn rotate_signing_keys(&self, target: KekVersion, report: &mut RotationReport) -> Result<(), ApiError> {
+        for row in self.store.session_signing_keys_not_on_version(target).await? {
+            match self.vault.rewrap(&session::signing_key_context(row.id), &row.sealed).await {
+                // A compare-and-set miss means another rotation already moved it.
+                Ok(Some(new)) if self.store.rewrap_session_signing_key(row.id, &row.sealed, &new).await? => {
+                    report.signing_keys_rewrapped += 1
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(record_id = %row.id, error = %e, "could not re-wrap the session signing key");
+                    report.signing_keys_failed += 1;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn audit(&self, tenant_id: Uuid, actor: &str, action: &str, target: String) {
@@ -278,6 +327,17 @@ impl KeyService {
             tracing::error!(error = ?e, action, "could not write the audit log");
         }
     }
+}
+
+/// Parses a provider name from a request: 400 `provider_unknown` naming the accepted ones.
+pub fn parse_provider(raw: &str) -> Result<ProviderId, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::invalid_request(
+            "provider_unknown",
+            format!("Unknown provider. Accepted providers: {}.", providers::accepted_providers()),
+        )
+        .param("provider")
+    })
 }
 
 fn invalid_token() -> ApiError {

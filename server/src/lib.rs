@@ -5,6 +5,7 @@
 //! encryption), `store` (PostgreSQL and SQLite), `providers` (what each provider needs).
 
 pub mod auth;
+pub mod browser;
 pub mod cli;
 pub mod config;
 pub mod domain;

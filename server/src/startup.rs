@@ -9,6 +9,8 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
+use crate::auth::session::SessionService;
+use crate::browser::{self, BrowserAccess};
 use crate::config::Config;
 use crate::error::{json_error, ApiError};
 use crate::keys::KeyService;
@@ -22,6 +24,10 @@ use crate::{auth, routes, telemetry};
 pub struct AppState {
     pub store: DynStore,
     pub keys: KeyService,
+    /// Session tokens (`x-relay-token`) for browser calls.
+    pub sessions: SessionService,
+    /// CORS origins and the byok-flow registration limit.
+    pub browser: BrowserAccess,
     pub public_url: Option<String>,
     pub max_relay_body_bytes: usize,
     pub metrics: Arc<Metrics>,
@@ -53,9 +59,13 @@ impl Application {
         let timeouts = config.upstream_timeouts;
         let upstreams = Upstreams::new(&config.upstreams, &timeouts)?;
         let keys = KeyService::new(store.clone(), vault, upstreams, config.verify_provider_keys, timeouts.key_check);
+        let sessions = SessionService::load(store.clone(), keys.vault()).await?;
+        let browser = BrowserAccess::new(store.clone(), &config.browser, config.public_url.as_deref());
         let state = web::Data::new(AppState {
             store,
             keys,
+            sessions,
+            browser,
             public_url: config.public_url,
             max_relay_body_bytes: config.max_relay_body_bytes,
             metrics: Arc::new(Metrics::new()?),
@@ -84,12 +94,17 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(web::JsonConfig::default().limit(max_body).error_handler(|err, _req| json_error(err).into()))
                 .app_data(web::PayloadConfig::default().limit(max_body))
+                .app_data(web::QueryConfig::default().error_handler(|err, _req| {
+                    ApiError::invalid_request("invalid_query", format!("The query string is not valid: {err}")).into()
+                }))
                 .app_data(web::PathConfig::default().error_handler(|err, _req| {
                     ApiError::invalid_request("invalid_path", format!("The URL path is not valid: {err}")).into()
                 }))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
                 .wrap(from_fn(auth::authenticate))
+                .wrap(state.browser.cors())
+                .wrap(from_fn(browser::gate))
                 .wrap(from_fn(telemetry::request_context))
         })
         .listen(listener)?

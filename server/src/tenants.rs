@@ -2,6 +2,7 @@
 //! console); a key's secret is returned once and only its hash is stored.
 
 use chrono::Utc;
+use rand::distributions::{Alphanumeric, DistString};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -15,8 +16,15 @@ pub struct NewApiKey {
     pub display: String,
 }
 
+/// `app_` + 24 base62 characters: the publishable id of a tenant's browser-only app. Not a
+/// secret (it is shipped in the app's JavaScript); random so ids are not guessable in bulk.
+pub fn generate_app_id() -> String {
+    format!("app_{}", Alphanumeric.sample_string(&mut rand::rngs::OsRng, 24))
+}
+
 pub async fn create_tenant(store: &DynStore, name: &str, actor: &str) -> Result<(Tenant, NewApiKey)> {
-    let tenant = Tenant { id: Uuid::new_v4(), name: name.to_owned(), created_at: Utc::now() };
+    let tenant =
+        Tenant { id: Uuid::new_v4(), name: name.to_owned(), app_id: generate_app_id(), created_at: Utc::now() };
     store.create_tenant(&tenant).await?;
     audit(store, tenant.id, actor, "tenant.create", tenant.id.to_string()).await?;
     let key = create_api_key(store, tenant.id, Some("default"), actor).await?;

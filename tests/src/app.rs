@@ -31,11 +31,18 @@ pub struct SpawnOptions {
     pub verify_provider_keys: bool,
     pub max_body_bytes: usize,
     pub idle_timeout: Duration,
+    /// Registration rate limit and trusted proxies of the byok flow.
+    pub browser: relay::browser::BrowserConfig,
 }
 
 impl Default for SpawnOptions {
     fn default() -> Self {
-        Self { verify_provider_keys: true, max_body_bytes: 64 * 1024, idle_timeout: Duration::from_secs(30) }
+        Self {
+            verify_provider_keys: true,
+            max_body_bytes: 64 * 1024,
+            idle_timeout: Duration::from_secs(30),
+            browser: Default::default(),
+        }
     }
 }
 
@@ -69,6 +76,7 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
             idle: options.idle_timeout,
         },
         workers: Some(2),
+        browser: options.browser,
         metrics_listen: None,
         shutdown_timeout_secs: 5,
         upstreams,

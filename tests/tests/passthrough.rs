@@ -256,3 +256,97 @@ async fn credentials_are_required() {
         .expect("send");
     assert_error(res, 404, "enduser_key_missing").await;
 }
+
+async fn session_token(app: &TestApp, label: &str, providers: Option<serde_json::Value>) -> String {
+    let mut body = json!({"endUserLabel": label});
+    if let Some(p) = providers {
+        body["providers"] = p;
+    }
+    let res = app
+        .client
+        .post(app.url("/v1/session-tokens"))
+        .bearer_auth(&app.api_key)
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 201);
+    res.json::<serde_json::Value>().await.expect("json")["sessionToken"].as_str().expect("token").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_relay_with_a_session_token_for_their_own_user_only() {
+    let app = spawn_app(Backend::Postgres).await;
+    let key_a = app.connect_new_key("alice", "openai").await;
+    let key_b = app.connect_new_key("bob", "openai").await;
+    app.store
+        .update_tenant_settings(
+            app.tenant_id,
+            &relay::store::TenantSettings {
+                byok_flow_enabled: false,
+                allowed_origins: vec!["https://app.example.com".into()],
+            },
+        )
+        .await
+        .expect("settings");
+    app.mock.reply(Reply::Json { status: 200, headers: vec![], body: json!({"ok": true}) });
+    let token = session_token(&app, "alice", None).await;
+    let browser = |token: &str, origin: &str| {
+        app.client
+            .post(app.url("/relay/openai/v1/chat/completions"))
+            .header("x-relay-token", token)
+            .header("origin", origin)
+            .json(&json!({"model": "gpt-4o", "messages": []}))
+            .send()
+    };
+
+    // A preflight from the app's origin is answered; the call then goes out with alice's key.
+    let pre = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/relay/openai/v1/chat/completions"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "x-relay-token,content-type")
+        .send()
+        .await
+        .expect("preflight");
+    assert!(pre.status().is_success(), "preflight: {}", pre.status());
+    assert_eq!(pre.headers()["access-control-allow-origin"], "https://app.example.com");
+    let res = browser(&token, "https://app.example.com").await.expect("send");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["access-control-allow-origin"], "https://app.example.com");
+    let seen = app.mock.last_post();
+    assert_eq!(seen.header("authorization"), Some(format!("Bearer {key_a}").as_str()));
+    assert!(seen.headers.iter().all(|(_, v)| !v.contains(&key_b) && !v.contains(&token)));
+    // The token names the user: an X-Relay-User header cannot redirect it to bob.
+    let res = app
+        .client
+        .post(app.url("/relay/openai/v1/chat/completions"))
+        .header("x-relay-token", &token)
+        .header("x-relay-user", "bob")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.mock.last_post().header("authorization"), Some(format!("Bearer {key_a}").as_str()));
+
+    // Another origin is refused.
+    assert_error(browser(&token, "https://evil.example").await.expect("send"), 403, "origin_not_allowed").await;
+    // A token scoped to other providers cannot reach this one.
+    let scoped = session_token(&app, "alice", Some(json!(["anthropic"]))).await;
+    assert_error(browser(&scoped, "https://app.example.com").await.expect("send"), 403, "provider_not_allowed").await;
+    // Revoked: refused at once.
+    let res = app
+        .client
+        .post(app.url("/v1/users/alice/sessions/revoke"))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    assert_error(browser(&token, "https://app.example.com").await.expect("send"), 401, "session_token_revoked").await;
+    // Garbage is not a token.
+    assert_error(browser("not-a-token", "https://app.example.com").await.expect("send"), 401, "session_token_invalid")
+        .await;
+}

@@ -6,11 +6,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use relay::auth::session::{signing_key_context, SIGNING_KEY_NAME};
 use relay::providers::{self, ProviderId};
 use relay::store::{
     ApiKeyRecord, AuditEvent, DatabaseUrl, DynStore, NewRegistrationToken, ProviderKeySummary, RedeemError,
-    RegistrationTokenInfo, StoredProviderKey, Tenant,
+    RegistrationTokenInfo, SessionSigningKey, StoredProviderKey, Tenant, TenantSettings,
 };
+use relay::tenants::generate_app_id;
 use relay::vault::{LocalKeyring, SealContext, Vault, VaultError};
 use relay_tests::{fake_keys, Backend, TestDb};
 use secrecy::{ExposeSecret, SecretString};
@@ -69,6 +71,12 @@ conformance! {
     check_audit => postgres_audit, sqlite_audit;
     check_migrate_twice => postgres_migrate_twice, sqlite_migrate_twice;
     check_timestamps_round_trip => postgres_timestamps_round_trip, sqlite_timestamps_round_trip;
+    check_tenant_settings => postgres_tenant_settings, sqlite_tenant_settings;
+    check_session_generations => postgres_session_generations, sqlite_session_generations;
+    check_upsert_provider_key => postgres_upsert_provider_key, sqlite_upsert_provider_key;
+    check_signing_key_insert_race => postgres_signing_key_insert_race, sqlite_signing_key_insert_race;
+    check_signing_key_rewrap => postgres_signing_key_rewrap, sqlite_signing_key_rewrap;
+    check_migration_backfills_app_ids => postgres_migration_backfills_app_ids, sqlite_migration_backfills_app_ids;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -97,7 +105,7 @@ fn vaults() -> (Vault, Vault) {
 }
 
 async fn tenant(store: &DynStore, name: &str, created_at: DateTime<Utc>) -> anyhow::Result<Tenant> {
-    let tenant = Tenant { id: Uuid::new_v4(), name: name.to_owned(), created_at };
+    let tenant = Tenant { id: Uuid::new_v4(), name: name.to_owned(), app_id: generate_app_id(), created_at };
     store.create_tenant(&tenant).await?;
     Ok(tenant)
 }
@@ -198,6 +206,8 @@ async fn check_tenants(store: DynStore) -> anyhow::Result<()> {
     assert_eq!(store.get_tenant(Uuid::new_v4()).await?, None, "unknown tenant id");
     let duplicate = Tenant { name: "Acme again".into(), ..a.clone() };
     assert!(store.create_tenant(&duplicate).await.is_err(), "a tenant id is unique");
+    let same_app = Tenant { id: Uuid::new_v4(), name: "Copycat".into(), ..b.clone() };
+    assert!(store.create_tenant(&same_app).await.is_err(), "an app id is unique");
     assert_eq!(store.get_tenant(a.id).await?, Some(a), "the failed insert changed nothing");
     Ok(())
 }
@@ -609,7 +619,7 @@ async fn check_timestamps_round_trip(store: DynStore) -> anyhow::Result<()> {
     };
     let times = [at(2024, 2, 29, 123_456_789), at(2038, 1, 19, 999_999_999), at(2199, 12, 31, 1_000_001)];
     for (i, when) in times.into_iter().enumerate() {
-        let tenant = Tenant { id: Uuid::new_v4(), name: format!("t{i}"), created_at: when };
+        let tenant = Tenant { id: Uuid::new_v4(), name: format!("t{i}"), app_id: generate_app_id(), created_at: when };
         store.create_tenant(&tenant).await?;
         assert_same_ms("tenant.created_at", store.get_tenant(tenant.id).await?.expect("tenant").created_at, when);
 
@@ -659,6 +669,280 @@ async fn check_timestamps_round_trip(store: DynStore) -> anyhow::Result<()> {
             .await?;
         let audit = store.list_audit(Some(tenant.id), 1).await?;
         assert_same_ms("audit.created_at", audit[0].created_at, when);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session tokens and the byok-relay flow
+
+async fn check_tenant_settings(store: DynStore) -> anyhow::Result<()> {
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let b = tenant(&store, "Globex", t(0)).await?;
+    assert!(a.app_id.starts_with("app_") && a.app_id.len() == 28, "{}", a.app_id);
+    assert_ne!(a.app_id, b.app_id);
+    assert_eq!(store.find_tenant_by_app_id(&a.app_id).await?, Some(a.clone()));
+    assert_eq!(store.find_tenant_by_app_id("app_nosuchapp").await?, None);
+    assert_eq!(store.find_tenant_by_app_id(&a.app_id.to_uppercase()).await?, None, "app ids match exactly");
+
+    // Off, and no origins, by default.
+    assert_eq!(store.get_tenant_settings(a.id).await?, Some(TenantSettings::default()));
+    assert_eq!(store.get_tenant_settings(Uuid::new_v4()).await?, None);
+    assert_eq!(store.list_allowed_origins().await?, Vec::<String>::new());
+
+    let a_settings = TenantSettings {
+        byok_flow_enabled: true,
+        allowed_origins: vec!["https://acme.example".into(), "http://localhost:5173".into()],
+    };
+    assert!(store.update_tenant_settings(a.id, &a_settings).await?);
+    let b_settings = TenantSettings {
+        byok_flow_enabled: false,
+        allowed_origins: vec!["https://acme.example".into(), "https://globex.example".into()],
+    };
+    assert!(store.update_tenant_settings(b.id, &b_settings).await?);
+    assert!(!store.update_tenant_settings(Uuid::new_v4(), &a_settings).await?, "unknown tenant");
+    assert_eq!(store.get_tenant_settings(a.id).await?, Some(a_settings.clone()));
+    assert_eq!(store.get_tenant_settings(b.id).await?, Some(b_settings));
+    assert_eq!(
+        store.list_allowed_origins().await?,
+        vec!["http://localhost:5173", "https://acme.example", "https://globex.example"],
+        "every tenant's origins, each once"
+    );
+    // Settings leave the tenant itself alone.
+    assert_eq!(store.get_tenant(a.id).await?, Some(a.clone()));
+
+    assert!(store.update_tenant_settings(b.id, &TenantSettings::default()).await?);
+    assert_eq!(store.list_allowed_origins().await?, vec!["http://localhost:5173", "https://acme.example"]);
+    Ok(())
+}
+
+async fn check_session_generations(store: DynStore) -> anyhow::Result<()> {
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let b = tenant(&store, "Globex", t(0)).await?;
+    let alice = store.upsert_end_user(a.id, "alice", t(0)).await?;
+    let bob = store.upsert_end_user(a.id, "bob", t(0)).await?;
+    assert_eq!(alice.token_generation, 0);
+
+    assert_eq!(store.get_end_user_by_id(a.id, alice.id).await?, Some(alice.clone()));
+    assert_eq!(store.get_end_user_by_id(b.id, alice.id).await?, None, "ids do not cross tenants");
+    assert_eq!(store.get_end_user_by_id(a.id, Uuid::new_v4()).await?, None);
+
+    let revoked = store.revoke_end_user_sessions(a.id, "alice").await?.expect("alice exists");
+    assert_eq!(revoked, bumped(&alice, 1), "only the generation moved");
+    let again = store.revoke_end_user_sessions(a.id, "alice").await?.expect("alice exists");
+    assert_eq!(again.token_generation, 2);
+    assert_eq!(store.revoke_end_user_sessions(b.id, "alice").await?, None, "not in tenant B");
+    assert_eq!(store.revoke_end_user_sessions(a.id, "carol").await?, None);
+
+    // Upserting the user again keeps the generation; other users are untouched.
+    assert_eq!(store.upsert_end_user(a.id, "alice", t(5)).await?.token_generation, 2);
+    assert_eq!(store.get_end_user(a.id, "alice").await?.map(|u| u.token_generation), Some(2));
+    assert_eq!(store.get_end_user_by_id(a.id, bob.id).await?, Some(bob));
+
+    // Concurrent revocations each count.
+    let results =
+        futures::future::join_all((0..6).map(|_| store.revoke_end_user_sessions(a.id, "alice"))).await.into_iter();
+    let gens = results.map(|r| r.map(|u| u.map(|u| u.token_generation))).collect::<Result<HashSet<_>, _>>()?;
+    assert_eq!(gens.len(), 6, "every revocation got its own generation: {gens:?}");
+    assert_eq!(store.get_end_user(a.id, "alice").await?.map(|u| u.token_generation), Some(8));
+    Ok(())
+}
+
+/// `user` at another generation, for equality checks.
+fn bumped(user: &relay::store::EndUser, generation: i64) -> relay::store::EndUser {
+    relay::store::EndUser { token_generation: generation, ..user.clone() }
+}
+
+async fn check_upsert_provider_key(store: DynStore) -> anyhow::Result<()> {
+    let (vault, _) = vaults();
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let alice = store.upsert_end_user(a.id, "alice", t(0)).await?;
+    let bob = store.upsert_end_user(a.id, "bob", t(0)).await?;
+
+    let (first, first_plain) = sealed_row(&vault, a.id, alice.id, ProviderId::OpenAi, t(10)).await?;
+    store.upsert_provider_key(&first).await?;
+    assert_eq!(store.get_provider_key(alice.id, "openai").await?, Some(first.clone()));
+    assert_eq!(open(&vault, &first).await, Ok(first_plain));
+    store.touch_provider_key(first.id, t(11)).await?;
+
+    // Upserting again for the same user and provider replaces the row, last_used_at reset.
+    let (second, second_plain) = sealed_row(&vault, a.id, alice.id, ProviderId::OpenAi, t(20)).await?;
+    store.upsert_provider_key(&second).await?;
+    let stored = store.get_provider_key(alice.id, "openai").await?.expect("stored");
+    assert_eq!(stored, second);
+    assert_eq!(open(&vault, &stored).await, Ok(second_plain));
+
+    // Another provider and another user are separate rows; nothing else changed.
+    let (anthropic, _) = sealed_row(&vault, a.id, alice.id, ProviderId::Anthropic, t(30)).await?;
+    store.upsert_provider_key(&anthropic).await?;
+    let (bobs, _) = sealed_row(&vault, a.id, bob.id, ProviderId::OpenAi, t(40)).await?;
+    store.upsert_provider_key(&bobs).await?;
+    assert_eq!(store.list_provider_keys(alice.id).await?, vec![summary(&anthropic), summary(&second)]);
+    assert_eq!(store.list_provider_keys(bob.id).await?, vec![summary(&bobs)]);
+    assert_eq!(all_keys(&store).await?.len(), 3);
+
+    // A row for an end user that does not exist is refused (foreign key), not stored.
+    let (orphan, _) = sealed_row(&vault, a.id, Uuid::new_v4(), ProviderId::OpenAi, t(50)).await?;
+    assert!(store.upsert_provider_key(&orphan).await.is_err());
+    assert_eq!(all_keys(&store).await?.len(), 3);
+
+    // Erasing the user takes the upserted keys with it.
+    store.delete_end_user(a.id, "alice").await?;
+    assert_eq!(all_keys(&store).await?, vec![bobs]);
+    Ok(())
+}
+
+async fn signing_key(
+    vault: &Vault,
+    name: &str,
+    created_at: DateTime<Utc>,
+) -> anyhow::Result<(SessionSigningKey, String)> {
+    let id = Uuid::new_v4();
+    let plaintext = Uuid::new_v4().simple().to_string();
+    let sealed = vault.seal(&signing_key_context(id), &SecretString::from(plaintext.clone())).await?;
+    Ok((SessionSigningKey { id, name: name.to_owned(), sealed, created_at }, plaintext))
+}
+
+async fn check_signing_key_insert_race(store: DynStore) -> anyhow::Result<()> {
+    let (vault, _) = vaults();
+    assert_eq!(store.get_session_signing_key(SIGNING_KEY_NAME).await?, None);
+    let mut candidates = Vec::new();
+    for i in 0..8 {
+        candidates.push(signing_key(&vault, SIGNING_KEY_NAME, t(i)).await?);
+    }
+    let inserted = futures::future::join_all(candidates.iter().map(|(k, _)| store.insert_session_signing_key(k)))
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    assert_eq!(inserted.iter().filter(|i| **i).count(), 1, "exactly one node's key is stored: {inserted:?}");
+    let winner = inserted.iter().position(|i| *i).expect("a winner");
+    let stored = store.get_session_signing_key(SIGNING_KEY_NAME).await?.expect("stored");
+    assert_eq!(stored, candidates[winner].0, "everyone reads the winner back");
+    let opened = vault.open(&signing_key_context(stored.id), &stored.sealed).await?;
+    assert_eq!(opened.expose_secret(), candidates[winner].1);
+    // Bound to its row: another record id does not open it.
+    assert!(vault.open(&signing_key_context(Uuid::new_v4()), &stored.sealed).await.is_err());
+
+    // A later insert under the same name changes nothing; another name is another row.
+    let (late, _) = signing_key(&vault, SIGNING_KEY_NAME, t(100)).await?;
+    assert!(!store.insert_session_signing_key(&late).await?);
+    assert_eq!(store.get_session_signing_key(SIGNING_KEY_NAME).await?, Some(stored));
+    let (other, _) = signing_key(&vault, "next", t(100)).await?;
+    assert!(store.insert_session_signing_key(&other).await?);
+    assert_eq!(store.get_session_signing_key("next").await?, Some(other));
+    Ok(())
+}
+
+async fn check_signing_key_rewrap(store: DynStore) -> anyhow::Result<()> {
+    let (v1, v2) = vaults();
+    let (key, plaintext) = signing_key(&v1, SIGNING_KEY_NAME, t(0)).await?;
+    assert!(store.insert_session_signing_key(&key).await?);
+    assert_eq!(store.session_signing_keys_not_on_version(1).await?, vec![]);
+    assert_eq!(store.session_signing_keys_not_on_version(2).await?, vec![key.clone()]);
+
+    let ctx = signing_key_context(key.id);
+    let new = v2.rewrap(&ctx, &key.sealed).await?.expect("re-wrapped under v2");
+    // Compare-and-set: stale `old` bytes do not apply.
+    let stale = relay::vault::SealedKey { wrapped_dek: vec![0; 3], ..key.sealed.clone() };
+    assert!(!store.rewrap_session_signing_key(key.id, &stale, &new).await?);
+    assert!(!store.rewrap_session_signing_key(Uuid::new_v4(), &key.sealed, &new).await?);
+    assert!(store.rewrap_session_signing_key(key.id, &key.sealed, &new).await?);
+    assert!(!store.rewrap_session_signing_key(key.id, &key.sealed, &new).await?, "already applied");
+
+    let stored = store.get_session_signing_key(SIGNING_KEY_NAME).await?.expect("stored");
+    assert_eq!(stored.sealed.kek_version, 2);
+    assert_eq!(stored.sealed.ciphertext, key.sealed.ciphertext, "only the data key was re-wrapped");
+    assert_eq!(v2.open(&ctx, &stored.sealed).await?.expose_secret(), plaintext);
+    assert_eq!(store.session_signing_keys_not_on_version(2).await?, vec![]);
+    Ok(())
+}
+
+/// Tenants created before 0002 get app ids from the migration: applies 0001 by hand, adds
+/// tenants, then lets the store run the rest.
+async fn check_migration_backfills_app_ids(store: DynStore) -> anyhow::Result<()> {
+    // This store is already migrated; make a fresh database of the same backend instead.
+    let backend = if store.backend() == "postgres" { Backend::Postgres } else { Backend::Sqlite };
+    drop(store);
+    let db = TestDb::new(backend).await;
+    let ids = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+    match DatabaseUrl::parse(&db.url).map_err(anyhow::Error::msg)? {
+        DatabaseUrl::Postgres(url) => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await?;
+            sqlx::raw_sql(include_str!("../../migrations/postgres/0001_initial.sql")).execute(&mut conn).await?;
+            for id in ids {
+                sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, 'old', now())")
+                    .bind(id)
+                    .execute(&mut conn)
+                    .await?;
+            }
+            // Tell sqlx that 0001 is applied, as a real pre-0002 database would.
+            fake_applied(&mut MigConn::Pg(conn)).await?;
+        }
+        DatabaseUrl::Sqlite(path) => {
+            use sqlx::Connection;
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+            let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+            sqlx::raw_sql(include_str!("../../migrations/sqlite/0001_initial.sql")).execute(&mut conn).await?;
+            for id in ids {
+                sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES (?1, 'old', 0)")
+                    .bind(id.to_string())
+                    .execute(&mut conn)
+                    .await?;
+            }
+            fake_applied(&mut MigConn::Lite(conn)).await?;
+        }
+    }
+    let url = DatabaseUrl::parse(&db.url).map_err(anyhow::Error::msg)?;
+    let store = relay::store::connect(&url).await?;
+    store.migrate().await?;
+    let mut seen = HashSet::new();
+    for id in ids {
+        let t = store.get_tenant(id).await?.expect("tenant kept");
+        assert!(t.app_id.starts_with("app_") && t.app_id.len() == 28, "{}", t.app_id);
+        assert!(seen.insert(t.app_id.clone()), "app ids are distinct");
+        assert_eq!(store.find_tenant_by_app_id(&t.app_id).await?.map(|t| t.id), Some(id));
+        assert_eq!(store.get_tenant_settings(id).await?, Some(TenantSettings::default()), "flow off by default");
+    }
+    drop(store);
+    drop(db);
+    Ok(())
+}
+
+enum MigConn {
+    Pg(sqlx::PgConnection),
+    Lite(sqlx::SqliteConnection),
+}
+
+/// Records migration 1 in `_sqlx_migrations` the way sqlx does, with the checksum it computes.
+async fn fake_applied(conn: &mut MigConn) -> anyhow::Result<()> {
+    use sha2::{Digest, Sha384};
+    let (sql, create) = match conn {
+        MigConn::Pg(_) => (
+            include_str!("../../migrations/postgres/0001_initial.sql"),
+            "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+             installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL, checksum BYTEA NOT NULL, \
+             execution_time BIGINT NOT NULL)",
+        ),
+        MigConn::Lite(_) => (
+            include_str!("../../migrations/sqlite/0001_initial.sql"),
+            "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+             installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, \
+             checksum BLOB NOT NULL, execution_time BIGINT NOT NULL)",
+        ),
+    };
+    let checksum = Sha384::digest(sql.as_bytes()).to_vec();
+    let insert = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                  VALUES (1, 'initial', TRUE, $1, 0)";
+    match conn {
+        MigConn::Pg(c) => {
+            sqlx::query(create).execute(&mut *c).await?;
+            sqlx::query(insert).bind(checksum).execute(&mut *c).await?;
+        }
+        MigConn::Lite(c) => {
+            sqlx::query(create).execute(&mut *c).await?;
+            sqlx::query(&insert.replace("$1", "?1")).bind(checksum).execute(&mut *c).await?;
+        }
     }
     Ok(())
 }

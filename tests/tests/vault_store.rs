@@ -551,7 +551,9 @@ async fn check_cli_kek_rotate(backend: Backend) {
     let (status, stdout, stderr) = relay_cli(&["kek", "rotate", "--json"], &env).await;
     assert!(!status.success(), "v3 alone must fail: {stdout} {stderr}");
     let report: Value = serde_json::from_str(stdout.trim()).expect("JSON report even on failure");
-    assert_eq!(report, json!({ "kekVersion": 3, "rewrapped": 0, "skipped": 0, "failed": 4 }), "{stderr}");
+    let signing = json!({ "rewrapped": 0, "failed": 1 });
+    let want = json!({ "kekVersion": 3, "rewrapped": 0, "skipped": 0, "failed": 4, "sessionSigningKeys": signing });
+    assert_eq!(report, want, "{stderr}");
     assert!(stderr.contains("could not be re-wrapped"), "the error says what happened: {stderr}");
     assert!(stderr.contains("master key v1"), "the log names the missing master key version: {stderr}");
     let mut unchanged = all_rows(&app.store).await;
@@ -564,7 +566,9 @@ async fn check_cli_kek_rotate(backend: Backend) {
     let (status, stdout, stderr) = relay_cli(&["kek", "rotate", "--json"], &env).await;
     assert!(status.success(), "rotation failed: {stdout} {stderr}");
     let report: Value = serde_json::from_str(stdout.trim()).expect("JSON report");
-    assert_eq!(report, json!({ "kekVersion": 2, "rewrapped": 4, "skipped": 0, "failed": 0 }));
+    let signing = json!({ "rewrapped": 1, "failed": 0 });
+    let want = json!({ "kekVersion": 2, "rewrapped": 4, "skipped": 0, "failed": 0, "sessionSigningKeys": signing });
+    assert_eq!(report, want);
 
     let mut after = all_rows(&app.store).await;
     after.sort_by_key(|r| r.id);

@@ -1,6 +1,7 @@
 //! Who is calling. Deny by default: `authenticate` runs on every route and lets a request through
 //! without a developer key only if its route is in `PUBLIC_ROUTES`.
 
+pub mod session;
 pub mod tokens;
 
 use std::future::{ready, Ready};
@@ -17,13 +18,21 @@ use crate::startup::AppState;
 use tokens::{hashes_equal, ParsedApiKey};
 
 /// Routes that answer without a developer key: `{}` stands for one path segment.
-/// Registration-token routes authenticate with the token in the body or path instead.
+/// Registration-token routes authenticate with the token in the body or path instead; the
+/// byok-flow routes with an app id (`POST /users`) or a session token (`x-relay-token`).
 pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/health"),
     ("GET", "/api/ready"),
     ("GET", "/metrics"),
     ("GET", "/v1/connect/{}"),
     ("POST", "/v1/connect"),
+    ("POST", "/users"),
+    ("GET", "/keys"),
+    ("POST", "/keys/{}"),
+    ("DELETE", "/keys/{}"),
+    ("GET", "/widget.js"),
+    ("GET", "/widget/{}"),
+    ("GET", "/connect"),
 ];
 
 fn is_public(method: &str, path: &str) -> bool {
@@ -42,6 +51,14 @@ fn is_public(method: &str, path: &str) -> bool {
             }
         }
     })
+}
+
+/// The raw passthrough also serves browsers: a `/relay/…` request that carries a session token
+/// (`x-relay-token`) skips the developer-key check here, and its handler must authenticate it
+/// with `session::authenticate_session` (`TenantAuth` stays absent, so a handler that only
+/// accepts developer keys still answers 401).
+fn is_browser_session_call(req: &ServiceRequest) -> bool {
+    req.path().starts_with("/relay/") && req.headers().contains_key(session::SESSION_HEADER)
 }
 
 /// A request authenticated with a tenant's `rly-` key.
@@ -76,7 +93,7 @@ pub async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if is_public(req.method().as_str(), req.path()) {
+    if is_public(req.method().as_str(), req.path()) || is_browser_session_call(&req) {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     }
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
@@ -140,5 +157,22 @@ mod tests {
         assert!(!is_public("GET", "/api/health/"));
         assert!(!is_public("GET", "/v1/users/x"));
         assert!(!is_public("GET", "/"));
+        assert!(is_public("POST", "/users"));
+        assert!(is_public("GET", "/keys"));
+        assert!(is_public("POST", "/keys/openai"));
+        assert!(is_public("DELETE", "/keys/openai"));
+        assert!(!is_public("GET", "/users"));
+        assert!(!is_public("POST", "/users/x"));
+        assert!(!is_public("POST", "/keys"));
+        assert!(!is_public("DELETE", "/keys"));
+        assert!(!is_public("GET", "/keys/openai"));
+        assert!(!is_public("POST", "/keys/a/b"));
+        assert!(!is_public("POST", "/v1/session-tokens"));
+        assert!(is_public("GET", "/widget.js"));
+        assert!(is_public("GET", "/widget/frame"));
+        assert!(is_public("GET", "/connect"));
+        assert!(!is_public("POST", "/connect"));
+        assert!(!is_public("GET", "/widget/a/b"));
+        assert!(!is_public("GET", "/widget"));
     }
 }

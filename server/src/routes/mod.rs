@@ -1,12 +1,16 @@
 //! HTTP routes, one file per resource. Handlers parse input into domain types, call one service,
 //! and shape the answer; the logic lives in the services.
 
+mod byok;
 mod connect;
 mod health;
 mod registration_tokens;
 mod relay;
+mod session_tokens;
 mod unified;
+mod usage;
 mod users;
+pub mod widget;
 
 use actix_web::{web, HttpRequest};
 
@@ -22,8 +26,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/registration-tokens").route(web::post().to(registration_tokens::create)))
         .service(resource("/v1/connect").route(web::post().to(connect::connect)))
         .service(resource("/v1/connect/{token}").route(web::get().to(connect::describe)))
+        .service(resource("/widget.js").route(web::get().to(widget::widget_js)))
+        .service(resource("/widget/frame").route(web::get().to(widget::frame)))
+        .service(resource("/widget/{asset}").route(web::get().to(widget::asset)))
+        .service(resource("/connect").route(web::get().to(widget::connect_page)))
         .service(resource("/v1/users/{label}").route(web::get().to(users::get)).route(web::delete().to(users::delete)))
         .service(resource("/v1/users/{label}/keys/{provider}").route(web::delete().to(users::delete_key)))
+        .service(resource("/v1/session-tokens").route(web::post().to(session_tokens::create)))
+        .service(resource("/v1/users/{label}/sessions/revoke").route(web::post().to(session_tokens::revoke)))
+        .service(resource("/users").route(web::post().to(byok::register)))
+        .service(resource("/keys").route(web::get().to(byok::list_keys)))
+        .service(
+            resource("/keys/{provider}")
+                .route(web::post().to(byok::store_key))
+                .route(web::delete().to(byok::delete_key)),
+        )
         .service(
             resource("/v1/chat/completions")
                 .app_data(web::PayloadConfig::new(MAX_UNIFIED_BODY))
@@ -35,6 +52,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(unified::embeddings)),
         )
         .service(resource("/v1/models").route(web::get().to(unified::models)))
+        .service(resource("/v1/usage").route(web::get().to(usage::usage)))
         .service(web::resource("/relay/{provider}/{tail:.*}").to(relay::relay));
 }
 

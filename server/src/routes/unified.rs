@@ -54,7 +54,7 @@ pub(crate) async fn caller(req: &HttpRequest, auth: TenantAuth, state: &AppState
             "This end user has not connected any provider key. Send them a registration token to connect one.",
         )
     })?;
-    Ok(Caller { tenant_id: auth.tenant_id, api_key_id: auth.api_key_id, end_user, paid, started })
+    Ok(Caller { tenant_id: auth.tenant_id, api_key_id: Some(auth.api_key_id), end_user, paid, started })
 }
 
 pub async fn chat_completions(

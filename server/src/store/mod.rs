@@ -34,6 +34,24 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// `allowed_origins` is stored as a JSON array of strings.
+fn origins_to_json(origins: &[String]) -> String {
+    serde_json::to_string(origins).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn origins_from_json(raw: &str) -> Result<Vec<String>> {
+    serde_json::from_str(raw).map_err(|_| StoreError::Corrupt("allowed_origins is not a JSON array of strings".into()))
+}
+
+/// Every tenant's origins, flattened, each once, sorted.
+fn merge_origins(rows: Vec<String>) -> Result<Vec<String>> {
+    let mut all = std::collections::BTreeSet::new();
+    for raw in rows {
+        all.extend(origins_from_json(&raw)?);
+    }
+    Ok(all.into_iter().collect())
+}
+
 impl StoreError {
     /// Connection-level failures, as opposed to a bad query or bad data.
     pub fn is_unavailable(&self) -> bool {
@@ -47,6 +65,26 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Tenant {
     pub id: Uuid,
     pub name: String,
+    /// Publishable id (`app_…`) that browser-only apps name themselves by; unique.
+    pub app_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a tenant allows browsers to do: the byok-relay flow (off by default) and the exact
+/// origins (`scheme://host[:port]`) that may call the browser-facing routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantSettings {
+    pub byok_flow_enabled: bool,
+    pub allowed_origins: Vec<String>,
+}
+
+/// Relay's session-token signing key, sealed by the vault like a provider key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSigningKey {
+    pub id: Uuid,
+    /// Unique: nodes that start at once race to insert the same name and all keep the winner.
+    pub name: String,
+    pub sealed: SealedKey,
     pub created_at: DateTime<Utc>,
 }
 
@@ -81,6 +119,8 @@ pub struct EndUser {
     pub label: String,
     pub paid: bool,
     pub created_at: DateTime<Utc>,
+    /// Session tokens carry the generation they were issued at; bumping it revokes them all.
+    pub token_generation: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +212,12 @@ pub trait Store: Send + Sync + 'static {
 
     async fn create_tenant(&self, tenant: &Tenant) -> Result<()>;
     async fn get_tenant(&self, id: Uuid) -> Result<Option<Tenant>>;
+    async fn find_tenant_by_app_id(&self, app_id: &str) -> Result<Option<Tenant>>;
+    async fn get_tenant_settings(&self, id: Uuid) -> Result<Option<TenantSettings>>;
+    /// Replaces the tenant's settings; false when no such tenant exists.
+    async fn update_tenant_settings(&self, id: Uuid, settings: &TenantSettings) -> Result<bool>;
+    /// Every origin any tenant allows, each once (for CORS preflights, which carry no credentials).
+    async fn list_allowed_origins(&self) -> Result<Vec<String>>;
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
     async fn find_api_key(&self, public_id: &str) -> Result<Option<ApiKeyRecord>>;
@@ -182,6 +228,9 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the end user with this label, creating it first if needed.
     async fn upsert_end_user(&self, tenant_id: Uuid, label: &str, now: DateTime<Utc>) -> Result<EndUser>;
     async fn get_end_user(&self, tenant_id: Uuid, label: &str) -> Result<Option<EndUser>>;
+    async fn get_end_user_by_id(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<EndUser>>;
+    /// Bumps `token_generation` in one statement, revoking every session token issued so far.
+    async fn revoke_end_user_sessions(&self, tenant_id: Uuid, label: &str) -> Result<Option<EndUser>>;
     /// Erases the end user and, by cascade, their keys, tokens and usage events.
     async fn delete_end_user(&self, tenant_id: Uuid, label: &str) -> Result<Option<Uuid>>;
 
@@ -197,6 +246,9 @@ pub trait Store: Send + Sync + 'static {
         key: &StoredProviderKey,
     ) -> Result<std::result::Result<(), RedeemError>>;
 
+    /// Stores `key`, replacing the end user's key for that provider (the same statement that
+    /// redeeming a registration token runs, without a token).
+    async fn upsert_provider_key(&self, key: &StoredProviderKey) -> Result<()>;
     async fn get_provider_key(&self, end_user_id: Uuid, provider: &str) -> Result<Option<StoredProviderKey>>;
     async fn list_provider_keys(&self, end_user_id: Uuid) -> Result<Vec<ProviderKeySummary>>;
     async fn delete_provider_key(&self, end_user_id: Uuid, provider: &str) -> Result<bool>;
@@ -212,8 +264,33 @@ pub trait Store: Send + Sync + 'static {
     /// Compare-and-set of a re-wrapped data key: applies only if the row still holds `old`.
     async fn rewrap_provider_key(&self, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool>;
 
+    /// Inserts the key unless one with its name exists; true when this call inserted it.
+    async fn insert_session_signing_key(&self, key: &SessionSigningKey) -> Result<bool>;
+    async fn get_session_signing_key(&self, name: &str) -> Result<Option<SessionSigningKey>>;
+    /// Signing keys not wrapped under `version`, for rotation (a handful of rows: no paging).
+    async fn session_signing_keys_not_on_version(&self, version: KekVersion) -> Result<Vec<SessionSigningKey>>;
+    /// Compare-and-set, like `rewrap_provider_key`.
+    async fn rewrap_session_signing_key(&self, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool>;
+
     async fn insert_usage_event(&self, event: &UsageEvent) -> Result<()>;
-    async fn list_usage_events(&self, tenant_id: Uuid, limit: u32) -> Result<Vec<UsageEvent>>;
+    /// A tenant's usage events with `from <= created_at < to`, optionally for one end user, oldest
+    /// first, at most `limit`.
+    async fn usage_events_between(
+        &self,
+        tenant_id: Uuid,
+        end_user_id: Option<Uuid>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<UsageEvent>>;
+
+    /// A tenant's usage events, oldest first.
+    async fn list_usage_events(&self, tenant_id: Uuid, limit: u32) -> Result<Vec<UsageEvent>> {
+        // Bounds both backends can store (PostgreSQL's timestamptz stops long before chrono's).
+        let from = DateTime::<Utc>::UNIX_EPOCH;
+        let to = DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::UNIX_EPOCH); // 9999-12-31
+        self.usage_events_between(tenant_id, None, from, to, limit).await
+    }
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
     async fn list_audit(&self, tenant_id: Option<Uuid>, limit: u32) -> Result<Vec<AuditEvent>>;

@@ -11,8 +11,10 @@ use uuid::Uuid;
 use super::*;
 use crate::vault::SealedKey;
 
-const MIGRATIONS: EmbeddedMigrations =
-    EmbeddedMigrations(&[(1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql"))]);
+const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
+    (1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql")),
+    (2, "sessions", include_str!("../../../migrations/postgres/0002_sessions.sql")),
+]);
 
 pub struct PgStore {
     pool: PgPool,
@@ -72,7 +74,57 @@ fn end_user(row: &PgRow) -> Result<EndUser> {
         label: row.try_get("label")?,
         paid: row.try_get("paid")?,
         created_at: row.try_get("created_at")?,
+        token_generation: row.try_get("token_generation")?,
     })
+}
+
+fn tenant(row: &PgRow) -> Result<Tenant> {
+    Ok(Tenant {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        app_id: row.try_get("app_id")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn signing_key(row: &PgRow) -> Result<SessionSigningKey> {
+    Ok(SessionSigningKey {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        sealed: SealedKey {
+            kek_version: version_of(row)?,
+            wrapped_dek: row.try_get("wrapped_dek")?,
+            ciphertext: row.try_get("ciphertext")?,
+        },
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+const END_USER_COLUMNS: &str = "id, tenant_id, label, paid, created_at, token_generation";
+const SIGNING_KEY_COLUMNS: &str = "id, name, kek_version, wrapped_dek, ciphertext, created_at";
+
+/// Stores a provider key, replacing the end user's key for that provider: used by redeeming a
+/// registration token (inside its transaction) and by the byok flow.
+async fn upsert_key<'e>(executor: impl sqlx::PgExecutor<'e>, key: &StoredProviderKey) -> Result<()> {
+    sqlx::query(&format!(
+        "INSERT INTO provider_keys ({PROVIDER_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (end_user_id, provider) DO UPDATE SET id = EXCLUDED.id, fingerprint = EXCLUDED.fingerprint, \
+         kek_version = EXCLUDED.kek_version, wrapped_dek = EXCLUDED.wrapped_dek, ciphertext = EXCLUDED.ciphertext, \
+         created_at = EXCLUDED.created_at, last_used_at = NULL"
+    ))
+    .bind(key.id)
+    .bind(key.tenant_id)
+    .bind(key.end_user_id)
+    .bind(&key.provider)
+    .bind(&key.fingerprint)
+    .bind(kek_i32(key.sealed.kek_version)?)
+    .bind(&key.sealed.wrapped_dek)
+    .bind(&key.sealed.ciphertext)
+    .bind(key.created_at)
+    .bind(key.last_used_at)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 fn kek_i32(v: KekVersion) -> Result<i32> {
@@ -99,9 +151,10 @@ impl Store for PgStore {
     }
 
     async fn create_tenant(&self, t: &Tenant) -> Result<()> {
-        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+        sqlx::query("INSERT INTO tenants (id, name, app_id, created_at) VALUES ($1, $2, $3, $4)")
             .bind(t.id)
             .bind(&t.name)
+            .bind(&t.app_id)
             .bind(t.created_at)
             .execute(&self.pool)
             .await?;
@@ -109,12 +162,55 @@ impl Store for PgStore {
     }
 
     async fn get_tenant(&self, id: Uuid) -> Result<Option<Tenant>> {
-        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE id = $1")
+        sqlx::query("SELECT id, name, app_id, created_at FROM tenants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(tenant)
+            .transpose()
+    }
+
+    async fn find_tenant_by_app_id(&self, app_id: &str) -> Result<Option<Tenant>> {
+        sqlx::query("SELECT id, name, app_id, created_at FROM tenants WHERE app_id = $1")
+            .bind(app_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(tenant)
+            .transpose()
+    }
+
+    async fn get_tenant_settings(&self, id: Uuid) -> Result<Option<TenantSettings>> {
+        let row = sqlx::query("SELECT byok_flow_enabled, allowed_origins FROM tenants WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| Ok(Tenant { id: r.try_get("id")?, name: r.try_get("name")?, created_at: r.try_get("created_at")? }))
-            .transpose()
+        row.map(|r| {
+            Ok(TenantSettings {
+                byok_flow_enabled: r.try_get("byok_flow_enabled")?,
+                allowed_origins: origins_from_json(&r.try_get::<String, _>("allowed_origins")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn update_tenant_settings(&self, id: Uuid, settings: &TenantSettings) -> Result<bool> {
+        let done = sqlx::query("UPDATE tenants SET byok_flow_enabled = $2, allowed_origins = $3 WHERE id = $1")
+            .bind(id)
+            .bind(settings.byok_flow_enabled)
+            .bind(origins_to_json(&settings.allowed_origins))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_allowed_origins(&self) -> Result<Vec<String>> {
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT allowed_origins FROM tenants WHERE allowed_origins <> '[]'")
+                .fetch_all(&self.pool)
+                .await?;
+        merge_origins(rows)
     }
 
     async fn insert_api_key(&self, k: &ApiKeyRecord) -> Result<()> {
@@ -172,7 +268,7 @@ impl Store for PgStore {
         let row = sqlx::query(
             "INSERT INTO end_users (id, tenant_id, label, paid, created_at) VALUES ($1, $2, $3, TRUE, $4) \
              ON CONFLICT (tenant_id, label) DO UPDATE SET label = EXCLUDED.label \
-             RETURNING id, tenant_id, label, paid, created_at",
+             RETURNING id, tenant_id, label, paid, created_at, token_generation",
         )
         .bind(Uuid::new_v4())
         .bind(tenant_id)
@@ -184,7 +280,7 @@ impl Store for PgStore {
     }
 
     async fn get_end_user(&self, tenant_id: Uuid, label: &str) -> Result<Option<EndUser>> {
-        sqlx::query("SELECT id, tenant_id, label, paid, created_at FROM end_users WHERE tenant_id = $1 AND label = $2")
+        sqlx::query(&format!("SELECT {END_USER_COLUMNS} FROM end_users WHERE tenant_id = $1 AND label = $2"))
             .bind(tenant_id)
             .bind(label)
             .fetch_optional(&self.pool)
@@ -192,6 +288,31 @@ impl Store for PgStore {
             .as_ref()
             .map(end_user)
             .transpose()
+    }
+
+    async fn get_end_user_by_id(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<EndUser>> {
+        sqlx::query(&format!("SELECT {END_USER_COLUMNS} FROM end_users WHERE tenant_id = $1 AND id = $2"))
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(end_user)
+            .transpose()
+    }
+
+    async fn revoke_end_user_sessions(&self, tenant_id: Uuid, label: &str) -> Result<Option<EndUser>> {
+        sqlx::query(&format!(
+            "UPDATE end_users SET token_generation = token_generation + 1 WHERE tenant_id = $1 AND label = $2 \
+             RETURNING {END_USER_COLUMNS}"
+        ))
+        .bind(tenant_id)
+        .bind(label)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(end_user)
+        .transpose()
     }
 
     async fn delete_end_user(&self, tenant_id: Uuid, label: &str) -> Result<Option<Uuid>> {
@@ -278,26 +399,13 @@ impl Store for PgStore {
                 Some(_) => RedeemError::Expired,
             }));
         }
-        sqlx::query(&format!(
-            "INSERT INTO provider_keys ({PROVIDER_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT (end_user_id, provider) DO UPDATE SET id = EXCLUDED.id, fingerprint = EXCLUDED.fingerprint, \
-             kek_version = EXCLUDED.kek_version, wrapped_dek = EXCLUDED.wrapped_dek, ciphertext = EXCLUDED.ciphertext, \
-             created_at = EXCLUDED.created_at, last_used_at = NULL"
-        ))
-        .bind(key.id)
-        .bind(key.tenant_id)
-        .bind(key.end_user_id)
-        .bind(&key.provider)
-        .bind(&key.fingerprint)
-        .bind(kek_i32(key.sealed.kek_version)?)
-        .bind(&key.sealed.wrapped_dek)
-        .bind(&key.sealed.ciphertext)
-        .bind(key.created_at)
-        .bind(key.last_used_at)
-        .execute(&mut *tx)
-        .await?;
+        upsert_key(&mut *tx, key).await?;
         tx.commit().await?;
         Ok(Ok(()))
+    }
+
+    async fn upsert_provider_key(&self, key: &StoredProviderKey) -> Result<()> {
+        upsert_key(&self.pool, key).await
     }
 
     async fn get_provider_key(&self, end_user_id: Uuid, provider: &str) -> Result<Option<StoredProviderKey>> {
@@ -383,6 +491,60 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn insert_session_signing_key(&self, key: &SessionSigningKey) -> Result<bool> {
+        let done = sqlx::query(&format!(
+            "INSERT INTO session_signing_keys ({SIGNING_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (name) DO NOTHING"
+        ))
+        .bind(key.id)
+        .bind(&key.name)
+        .bind(kek_i32(key.sealed.kek_version)?)
+        .bind(&key.sealed.wrapped_dek)
+        .bind(&key.sealed.ciphertext)
+        .bind(key.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn get_session_signing_key(&self, name: &str) -> Result<Option<SessionSigningKey>> {
+        sqlx::query(&format!("SELECT {SIGNING_KEY_COLUMNS} FROM session_signing_keys WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(signing_key)
+            .transpose()
+    }
+
+    async fn session_signing_keys_not_on_version(&self, version: KekVersion) -> Result<Vec<SessionSigningKey>> {
+        sqlx::query(&format!(
+            "SELECT {SIGNING_KEY_COLUMNS} FROM session_signing_keys WHERE kek_version <> $1 ORDER BY id"
+        ))
+        .bind(kek_i32(version)?)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(signing_key)
+        .collect()
+    }
+
+    async fn rewrap_session_signing_key(&self, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE session_signing_keys SET kek_version = $2, wrapped_dek = $3 \
+             WHERE id = $1 AND kek_version = $4 AND wrapped_dek = $5 AND ciphertext = $6",
+        )
+        .bind(id)
+        .bind(kek_i32(new.kek_version)?)
+        .bind(&new.wrapped_dek)
+        .bind(kek_i32(old.kek_version)?)
+        .bind(&old.wrapped_dek)
+        .bind(&old.ciphertext)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn insert_usage_event(&self, e: &UsageEvent) -> Result<()> {
         sqlx::query("INSERT INTO usage_events (id, tenant_id, end_user_id, api_key_id, provider, model, endpoint, status, paid, prompt_tokens, completion_tokens, latency_ms, ttft_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
         .bind(e.id)
@@ -404,33 +566,48 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn list_usage_events(&self, tenant_id: Uuid, limit: u32) -> Result<Vec<UsageEvent>> {
-        sqlx::query("SELECT id, tenant_id, end_user_id, api_key_id, provider, model, endpoint, status, paid, prompt_tokens, completion_tokens, latency_ms, ttft_ms, created_at FROM usage_events WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2")
-            .bind(tenant_id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                let status: i32 = r.try_get("status")?;
-                Ok(UsageEvent {
-            id: r.try_get("id")?,
-            tenant_id: r.try_get("tenant_id")?,
-            end_user_id: r.try_get("end_user_id")?,
-            api_key_id: r.try_get("api_key_id")?,
-                    provider: r.try_get("provider")?,
-                    model: r.try_get("model")?,
-                    endpoint: r.try_get("endpoint")?,
-                    status: u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("bad status {status}")))?,
-                    paid: r.try_get("paid")?,
-                    prompt_tokens: r.try_get::<Option<i64>, _>("prompt_tokens")?.map(to_u64),
-                    completion_tokens: r.try_get::<Option<i64>, _>("completion_tokens")?.map(to_u64),
-                    latency_ms: to_u64(r.try_get("latency_ms")?),
-                    ttft_ms: r.try_get::<Option<i64>, _>("ttft_ms")?.map(to_u64),
-                    created_at: r.try_get("created_at")?,
-                })
+    async fn usage_events_between(
+        &self,
+        tenant_id: Uuid,
+        end_user_id: Option<Uuid>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<UsageEvent>> {
+        sqlx::query(
+            "SELECT id, tenant_id, end_user_id, api_key_id, provider, model, endpoint, status, paid, prompt_tokens, \
+             completion_tokens, latency_ms, ttft_ms, created_at FROM usage_events \
+             WHERE tenant_id = $1 AND ($2::uuid IS NULL OR end_user_id = $2) AND created_at >= $3 AND created_at < $4 \
+             ORDER BY created_at, id LIMIT $5",
+        )
+        .bind(tenant_id)
+        .bind(end_user_id)
+        .bind(from)
+        .bind(to)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            let status: i32 = r.try_get("status")?;
+            Ok(UsageEvent {
+                id: r.try_get("id")?,
+                tenant_id: r.try_get("tenant_id")?,
+                end_user_id: r.try_get("end_user_id")?,
+                api_key_id: r.try_get("api_key_id")?,
+                provider: r.try_get("provider")?,
+                model: r.try_get("model")?,
+                endpoint: r.try_get("endpoint")?,
+                status: u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("bad status {status}")))?,
+                paid: r.try_get("paid")?,
+                prompt_tokens: r.try_get::<Option<i64>, _>("prompt_tokens")?.map(to_u64),
+                completion_tokens: r.try_get::<Option<i64>, _>("completion_tokens")?.map(to_u64),
+                latency_ms: to_u64(r.try_get("latency_ms")?),
+                ttft_ms: r.try_get::<Option<i64>, _>("ttft_ms")?.map(to_u64),
+                created_at: r.try_get("created_at")?,
             })
-            .collect()
+        })
+        .collect()
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {

@@ -1,0 +1,169 @@
+//! The byok-relay flow for browser-only apps, per tenant and off by default: a page registers
+//! an anonymous end user with its tenant's publishable app id (`POST /users`, rate-limited per
+//! client IP) and keeps the session token it gets; with that token (`x-relay-token`) the user
+//! stores, lists and deletes their own provider keys. Every call is checked against the
+//! tenant's allowed origins.
+
+use actix_web::http::header::{HeaderValue, RETRY_AFTER};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Duration, Utc};
+use rand::distributions::{Alphanumeric, DistString};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::auth::session::BrowserSession;
+use crate::auth::tokens::reveal;
+use crate::browser::check_origin_with;
+use crate::error::ApiError;
+use crate::keys::parse_provider;
+use crate::providers::ProviderId;
+use crate::startup::AppState;
+use crate::store::{AuditEvent, TenantSettings};
+
+/// Lifetime of an anonymous user's session token. The token is the user's only credential, so
+/// it outlives a developer-issued one (15 min default); when it expires the page registers
+/// again, as a new user whose keys must be entered again.
+pub const ANON_TOKEN_TTL_SECS: i64 = 24 * 60 * 60;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    app_id: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Registered<'a> {
+    token: &'a str,
+    expires_at: DateTime<Utc>,
+}
+
+fn flow_disabled() -> ApiError {
+    ApiError::forbidden("byok_flow_disabled", "The byok-relay browser flow is not enabled for this app.")
+}
+
+pub async fn register(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<RegisterBody>,
+) -> Result<HttpResponse, ApiError> {
+    // Counted before anything is looked up, so unknown app ids cost attempts too.
+    let ip = state.browser.client_ip(&req).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    if let Err(wait) = state.browser.check_registration(ip) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "rate_limited",
+            format!("Too many registrations from this address. Try again in {} seconds.", secs.max(1)),
+        )
+        .header(RETRY_AFTER, HeaderValue::from(secs.max(1))));
+    }
+    let tenant = state
+        .store
+        .find_tenant_by_app_id(body.app_id.trim())
+        .await?
+        .ok_or_else(|| ApiError::not_found("app_not_found", "No app with this app_id exists.").param("app_id"))?;
+    let settings = state.store.get_tenant_settings(tenant.id).await?.unwrap_or_default();
+    check_origin_with(&settings, &req)?;
+    if !settings.byok_flow_enabled {
+        return Err(flow_disabled());
+    }
+    let label = format!("anon_{}", Alphanumeric.sample_string(&mut rand::rngs::OsRng, 24));
+    let user = state.store.upsert_end_user(tenant.id, &label, Utc::now()).await?;
+    let issued = state.sessions.issue(&user, None, Duration::seconds(ANON_TOKEN_TTL_SECS))?;
+    audit(&state, tenant.id, "end_user.register", format!("end_user:{}", user.id)).await;
+    Ok(HttpResponse::Created()
+        .insert_header(("cache-control", "no-store"))
+        .json(Registered { token: reveal(&issued.token), expires_at: issued.claims.expires_at() }))
+}
+
+/// The session's tenant must have the flow on, and the token must cover `provider` (if any).
+async fn allowed(state: &AppState, session: &BrowserSession, provider: Option<ProviderId>) -> Result<(), ApiError> {
+    let settings: TenantSettings = state.store.get_tenant_settings(session.claims.tid).await?.unwrap_or_default();
+    if !settings.byok_flow_enabled {
+        return Err(flow_disabled());
+    }
+    if let Some(p) = provider.filter(|p| !session.claims.allows(*p)) {
+        return Err(ApiError::forbidden("provider_not_allowed", format!("This session token does not cover {p}."))
+            .param("provider"));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreBody {
+    key: SecretString,
+}
+
+pub async fn store_key(
+    session: BrowserSession,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<StoreBody>,
+) -> Result<HttpResponse, ApiError> {
+    let provider = parse_provider(&path)?;
+    allowed(&state, &session, Some(provider)).await?;
+    let done = state.keys.store_for_end_user(&session.end_user, provider, &body.key, "key").await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(json!({ "provider": done.provider, "fingerprint": done.fingerprint })))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyView {
+    provider: String,
+    fingerprint: String,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+pub async fn list_keys(session: BrowserSession, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    allowed(&state, &session, None).await?;
+    let keys: Vec<KeyView> = state
+        .store
+        .list_provider_keys(session.end_user.id)
+        .await?
+        .into_iter()
+        .map(|k| KeyView {
+            provider: k.provider,
+            fingerprint: k.fingerprint,
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().insert_header(("cache-control", "no-store")).json(json!({ "keys": keys })))
+}
+
+pub async fn delete_key(
+    session: BrowserSession,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let provider = parse_provider(&path)?;
+    allowed(&state, &session, Some(provider)).await?;
+    if !state.store.delete_provider_key(session.end_user.id, provider.as_str()).await? {
+        return Err(ApiError::not_found("enduser_key_missing", format!("No {provider} key is stored for this user.")));
+    }
+    let target = format!("end_user:{} provider:{provider}", session.end_user.id);
+    audit(&state, session.claims.tid, "provider_key.delete", target).await;
+    Ok(HttpResponse::Ok().json(json!({ "provider": provider, "deleted": true })))
+}
+
+async fn audit(state: &AppState, tenant_id: Uuid, action: &str, target: String) {
+    let event = AuditEvent {
+        tenant_id: Some(tenant_id),
+        actor: "end_user".into(),
+        action: action.into(),
+        target: Some(target),
+        created_at: Utc::now(),
+    };
+    if let Err(e) = state.store.append_audit(&event).await {
+        tracing::error!(error = ?e, action, "could not write the audit log");
+    }
+}

@@ -1,0 +1,170 @@
+//! `GET /v1/usage`: what a tenant's end users did, from the usage records, for billing and
+//! dashboards: requests, errors, tokens and latency percentiles, grouped by day, model or
+//! provider.
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::TenantAuth;
+use crate::domain::EndUserLabel;
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::store::UsageEvent;
+
+/// The most records one query aggregates; a longer range must be split.
+const MAX_EVENTS: u32 = 200_000;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UsageQuery {
+    end_user_label: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    group_by: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GroupBy {
+    Day,
+    Model,
+    Provider,
+}
+
+/// RFC 3339 time, or a date (midnight UTC).
+fn parse_time(raw: &str, param: &'static str) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            ApiError::invalid_request("invalid_time", format!("{param} must be an RFC 3339 time or a YYYY-MM-DD date."))
+                .param(param)
+        })
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    // Nearest rank.
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[derive(Default)]
+struct Bucket {
+    requests: u64,
+    errors: u64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    latencies: Vec<u64>,
+}
+
+fn summarise(key: &str, b: &mut Bucket) -> serde_json::Value {
+    b.latencies.sort_unstable();
+    json!({
+        "key": key,
+        "requests": b.requests,
+        "errors": b.errors,
+        "promptTokens": b.prompt_tokens,
+        "completionTokens": b.completion_tokens,
+        "latencyMs": { "p50": percentile(&b.latencies, 0.50), "p95": percentile(&b.latencies, 0.95) },
+    })
+}
+
+fn add(b: &mut Bucket, e: &UsageEvent) {
+    b.requests += 1;
+    if e.status == 0 || e.status >= 400 {
+        b.errors += 1;
+    }
+    b.prompt_tokens += e.prompt_tokens.unwrap_or(0);
+    b.completion_tokens += e.completion_tokens.unwrap_or(0);
+    b.latencies.push(e.latency_ms);
+}
+
+pub async fn usage(
+    auth: TenantAuth,
+    state: web::Data<AppState>,
+    query: web::Query<UsageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let to = q.to.as_deref().map(|t| parse_time(t, "to")).transpose()?.unwrap_or_else(Utc::now);
+    let from = q.from.as_deref().map(|t| parse_time(t, "from")).transpose()?.unwrap_or(to - Duration::days(30));
+    if from >= to {
+        return Err(ApiError::invalid_request("invalid_time", "from must be before to.").param("from"));
+    }
+    let group = match q.group_by.as_deref().unwrap_or("day") {
+        "day" => GroupBy::Day,
+        "model" => GroupBy::Model,
+        "provider" => GroupBy::Provider,
+        _ => {
+            return Err(ApiError::invalid_request("invalid_group_by", "groupBy must be day, model or provider.")
+                .param("groupBy"))
+        }
+    };
+    let end_user_id = match q.end_user_label.as_deref() {
+        None => None,
+        Some(raw) => {
+            let label = EndUserLabel::parse(raw).map_err(|e| e.into_api("endUserLabel"))?;
+            let user = state.store.get_end_user(auth.tenant_id, label.as_str()).await?.ok_or_else(|| {
+                ApiError::not_found("enduser_not_found", "No end user with this label exists for your app.")
+            })?;
+            Some(user.id)
+        }
+    };
+    let events = state.store.usage_events_between(auth.tenant_id, end_user_id, from, to, MAX_EVENTS + 1).await?;
+    if events.len() > MAX_EVENTS as usize {
+        return Err(ApiError::invalid_request(
+            "usage_range_too_large",
+            format!("More than {MAX_EVENTS} requests in this range; ask for a shorter one."),
+        ));
+    }
+    let mut total = Bucket::default();
+    let mut groups: BTreeMap<String, Bucket> = BTreeMap::new();
+    for e in &events {
+        let key = match group {
+            GroupBy::Day => e.created_at.format("%Y-%m-%d").to_string(),
+            GroupBy::Model => e.model.clone(),
+            GroupBy::Provider => e.provider.clone(),
+        };
+        add(groups.entry(key).or_default(), e);
+        add(&mut total, e);
+    }
+    let data: Vec<_> = groups.iter_mut().map(|(k, b)| summarise(k, b)).collect();
+    let group_name = match group {
+        GroupBy::Day => "day",
+        GroupBy::Model => "model",
+        GroupBy::Provider => "provider",
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "object": "usage",
+        "groupBy": group_name,
+        "from": from,
+        "to": to,
+        "endUserLabel": q.end_user_label,
+        "total": summarise("total", &mut total),
+        "data": data,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.5), 50);
+        assert_eq!(percentile(&v, 0.95), 95);
+        assert_eq!(percentile(&[7], 0.95), 7);
+        assert_eq!(percentile(&[], 0.5), 0);
+        assert_eq!(percentile(&[10, 20, 30, 40], 0.5), 20);
+    }
+}

@@ -1,0 +1,363 @@
+//! The key-connect widget: `widget.js` and the frame's assets (embedded in the binary from
+//! `widget/`), the frame page the widget mounts, and the hosted `/connect` page for native
+//! WebViews. The pages' headers depend on the tenant: `frame-ancestors` is its allowed origins,
+//! and a `redirect_uri` is honoured only when its origin is one of them.
+
+use std::sync::OnceLock;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+use serde::Deserialize;
+use sha2::{Digest, Sha256, Sha384};
+
+use crate::auth::tokens::RegistrationTokenHash;
+use crate::domain::AllowedOrigin;
+use crate::error::ApiError;
+use crate::startup::AppState;
+use crate::store::Tenant;
+
+const PAGE_TEMPLATE: &str = include_str!("../../../widget/page.html");
+
+/// The unversioned URLs may change with any Relay release, so browsers recheck them soon.
+const SHORT_CACHE: &str = "public, max-age=300";
+/// A URL whose `?v=` names the content hash never changes.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// A static file with its content hash (`?v=` and `ETag`) and its SRI digest.
+pub struct Asset {
+    body: &'static str,
+    content_type: &'static str,
+    version: String,
+    integrity: String,
+}
+
+impl Asset {
+    fn new(body: &'static str, content_type: &'static str) -> Self {
+        let version = Sha256::digest(body.as_bytes())[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let integrity =
+            format!("sha384-{}", base64::engine::general_purpose::STANDARD.encode(Sha384::digest(body.as_bytes())));
+        Self { body, content_type, version, integrity }
+    }
+
+    /// The content hash that `?v=` pins.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The Subresource Integrity value for a `<script integrity=…>`.
+    pub fn integrity(&self) -> &str {
+        &self.integrity
+    }
+}
+
+pub struct Assets {
+    pub widget: Asset,
+    app_js: Asset,
+    app_css: Asset,
+    strings: Asset,
+}
+
+pub fn assets() -> &'static Assets {
+    static ASSETS: OnceLock<Assets> = OnceLock::new();
+    ASSETS.get_or_init(|| Assets {
+        widget: Asset::new(include_str!("../../../widget/widget.js"), "text/javascript; charset=utf-8"),
+        app_js: Asset::new(include_str!("../../../widget/app.js"), "text/javascript; charset=utf-8"),
+        app_css: Asset::new(include_str!("../../../widget/app.css"), "text/css; charset=utf-8"),
+        strings: Asset::new(include_str!("../../../widget/strings.js"), "text/javascript; charset=utf-8"),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct AssetQuery {
+    v: Option<String>,
+}
+
+/// `GET /widget.js`: short-cached and revalidated by `ETag`; `GET /widget.js?v=<hash>` (the
+/// hash is the ETag, also in `X-Relay-Widget-Version`) is immutable.
+pub async fn widget_js(req: HttpRequest, query: web::Query<AssetQuery>) -> HttpResponse {
+    let asset = &assets().widget;
+    let mut res = serve_asset(&req, asset, query.v.as_deref());
+    let headers = res.headers_mut();
+    // Tenants' pages load it cross-origin, with `crossorigin` when they pin it with SRI.
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        header::HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("cross-origin"),
+    );
+    if let Ok(v) = HeaderValue::from_str(asset.version()) {
+        headers.insert(header::HeaderName::from_static("x-relay-widget-version"), v);
+    }
+    if let Ok(v) = HeaderValue::from_str(asset.integrity()) {
+        headers.insert(header::HeaderName::from_static("x-relay-widget-integrity"), v);
+    }
+    res
+}
+
+/// `GET /widget/{asset}`: the frame's script, styles and strings.
+pub async fn asset(
+    req: HttpRequest,
+    name: web::Path<String>,
+    query: web::Query<AssetQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let all = assets();
+    let asset = match name.as_str() {
+        "app.js" => &all.app_js,
+        "app.css" => &all.app_css,
+        "strings.js" => &all.strings,
+        _ => return Err(crate::error::for_bare_status(StatusCode::NOT_FOUND, "GET", req.path())),
+    };
+    let mut res = serve_asset(&req, asset, query.v.as_deref());
+    res.headers_mut().insert(
+        header::HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    Ok(res)
+}
+
+fn serve_asset(req: &HttpRequest, asset: &Asset, requested: Option<&str>) -> HttpResponse {
+    let etag = format!("\"{}\"", asset.version);
+    let cache = if requested == Some(asset.version.as_str()) { IMMUTABLE } else { SHORT_CACHE };
+    let fresh = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(',').map(str::trim).any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(&etag))
+    });
+    let mut res = if fresh { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    res.insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, cache))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"));
+    if fresh {
+        res.finish()
+    } else {
+        res.content_type(asset.content_type).body(asset.body)
+    }
+}
+
+#[derive(Deserialize)]
+pub struct FrameQuery {
+    app: Option<String>,
+    origin: Option<String>,
+    theme: Option<String>,
+    locale: Option<String>,
+}
+
+/// `GET /widget/frame?app=app_…&origin=…`: the key form, framed by the widget. The app id is
+/// public; the registration token never appears here (it arrives by postMessage). The page
+/// may be framed only by the tenant's allowed origins, and talks only to the `origin` the
+/// widget named when that is one of them.
+pub async fn frame(state: web::Data<AppState>, query: web::Query<FrameQuery>) -> Result<HttpResponse, ApiError> {
+    let tenant = match query.app.as_deref().filter(|a| !a.is_empty() && a.len() <= 64) {
+        Some(app) => state.store.find_tenant_by_app_id(app).await?,
+        None => None,
+    };
+    let origins = match &tenant {
+        Some(t) => allowed_origins(&state, t.id).await?,
+        None => Vec::new(),
+    };
+    let parent = query.origin.as_deref().filter(|o| origins.iter().any(|a| a == o));
+    let error = match (&tenant, parent) {
+        (None, _) => Some("app_unknown"),
+        (Some(_), None) => Some("origin_not_allowed"),
+        (Some(_), Some(_)) => None,
+    };
+    let mut data = vec![
+        ("app-name", tenant.as_ref().map(|t| t.name.clone()).unwrap_or_default()),
+        ("app-id", tenant.as_ref().map(|t| t.app_id.clone()).unwrap_or_default()),
+    ];
+    if let Some(p) = parent {
+        data.push(("parent-origin", p.to_owned()));
+    }
+    if let Some(e) = error {
+        data.push(("error", e.to_owned()));
+    }
+    let page = Page { mode: "frame", assets: "", theme: query.theme.as_deref(), locale: query.locale.as_deref(), data };
+    Ok(page.respond(&origins))
+}
+
+#[derive(Deserialize)]
+pub struct ConnectQuery {
+    token: Option<String>,
+    redirect_uri: Option<String>,
+    state: Option<String>,
+    theme: Option<String>,
+    locale: Option<String>,
+}
+
+/// `GET /connect?token=rrt-…[&redirect_uri=…&state=…&theme=…&locale=…&accent=…]`: the same
+/// form full-screen, for native apps' WebViews. The page removes the token from the address bar
+/// on load. The result goes to the native bridges, the parent window (allowed origins only),
+/// and `redirect_uri` when its origin is one of the tenant's allowed origins; any other
+/// `redirect_uri` is refused on the page and never followed.
+pub async fn connect_page(
+    state: web::Data<AppState>,
+    query: web::Query<ConnectQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let tenant = match query.token.as_deref() {
+        Some(token) => tenant_for_token(&state, token).await?,
+        None => None,
+    };
+    let origins = match &tenant {
+        Some(t) => allowed_origins(&state, t.id).await?,
+        None => Vec::new(),
+    };
+    let mut data = vec![("app-name", tenant.as_ref().map(|t| t.name.clone()).unwrap_or_default())];
+    if !origins.is_empty() {
+        data.push(("allowed-origins", origins.join(" ")));
+    }
+    if let Some(uri) = query.redirect_uri.as_deref() {
+        match allowed_redirect(uri, &origins) {
+            Some(uri) => {
+                data.push(("redirect-uri", uri));
+                if let Some(s) = query.state.as_deref().filter(|s| s.len() <= 512) {
+                    data.push(("state", s.to_owned()));
+                }
+            }
+            None => data.push(("error", "redirect_uri_not_allowed".to_owned())),
+        }
+    }
+    let page =
+        Page { mode: "page", assets: "widget/", theme: query.theme.as_deref(), locale: query.locale.as_deref(), data };
+    Ok(page.respond(&origins))
+}
+
+/// The tenant a registration token belongs to, used or not (a spent token's page still needs
+/// the tenant's origins to report back).
+async fn tenant_for_token(state: &AppState, raw: &str) -> Result<Option<Tenant>, ApiError> {
+    let Some(hash) = RegistrationTokenHash::parse(raw) else { return Ok(None) };
+    let Some(info) = state.store.find_registration_token(&hash.0).await? else { return Ok(None) };
+    Ok(state.store.get_tenant(info.tenant_id).await?)
+}
+
+/// The tenant's allowed origins that are well-formed origins (so each is a valid CSP source).
+async fn allowed_origins(state: &AppState, tenant_id: uuid::Uuid) -> Result<Vec<String>, ApiError> {
+    let settings = state.store.get_tenant_settings(tenant_id).await?.unwrap_or_default();
+    Ok(settings
+        .allowed_origins
+        .into_iter()
+        .filter(|o| AllowedOrigin::parse(o).is_ok_and(|p| p.as_str() == o))
+        .collect())
+}
+
+/// `redirect_uri`, if it is an absolute http(s) URL without credentials whose origin is one of
+/// `origins`.
+pub fn allowed_redirect(uri: &str, origins: &[String]) -> Option<String> {
+    let url = url::Url::parse(uri).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
+        return None;
+    }
+    let origin = url.origin().ascii_serialization();
+    origins.contains(&origin).then(|| url.to_string())
+}
+
+struct Page<'a> {
+    mode: &'static str,
+    /// Where the assets are, relative to the page.
+    assets: &'static str,
+    theme: Option<&'a str>,
+    locale: Option<&'a str>,
+    data: Vec<(&'static str, String)>,
+}
+
+impl Page<'_> {
+    fn respond(&self, frame_ancestors: &[String]) -> HttpResponse {
+        let lang = if self.locale == Some("ko") { "ko" } else { "en" };
+        let theme = self.theme.filter(|t| matches!(*t, "dark" | "auto")).unwrap_or("light");
+        let data: String =
+            self.data.iter().map(|(name, value)| format!(" data-{name}=\"{}\"", escape_attr(value))).collect();
+        let all = assets();
+        let html = PAGE_TEMPLATE
+            .replace("{{lang}}", lang)
+            .replace("{{mode}}", self.mode)
+            .replace("{{theme}}", theme)
+            .replace("{{data}}", &data)
+            .replace("{{title}}", if lang == "ko" { "API 키 연결 · Relay" } else { "Connect your API key · Relay" })
+            .replace("{{assets}}", self.assets)
+            .replace("{{css_version}}", all.app_css.version())
+            .replace("{{strings_version}}", all.strings.version())
+            .replace("{{app_version}}", all.app_js.version());
+        let mut res = HttpResponse::Ok();
+        res.content_type("text/html; charset=utf-8")
+            .insert_header((header::CONTENT_SECURITY_POLICY, content_security_policy(frame_ancestors)))
+            .insert_header((header::REFERRER_POLICY, "no-referrer"))
+            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header(("permissions-policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=()"));
+        if frame_ancestors.is_empty() {
+            // For browsers older than CSP frame-ancestors.
+            res.insert_header((header::X_FRAME_OPTIONS, "DENY"));
+        }
+        res.body(html)
+    }
+}
+
+/// No inline script or style, nothing from elsewhere; the form can only be sent by our script
+/// (`form-action 'none'`: if that script failed, a native submit could not put the key in a URL).
+pub fn content_security_policy(frame_ancestors: &[String]) -> String {
+    let ancestors = if frame_ancestors.is_empty() { "'none'".to_owned() } else { frame_ancestors.join(" ") };
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; \
+         connect-src 'self'; frame-src 'none'; worker-src 'none'; object-src 'none'; base-uri 'none'; \
+         form-action 'none'; frame-ancestors {ancestors}"
+    )
+}
+
+fn escape_attr(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_only_to_allowed_origins() {
+        let origins = vec!["https://app.example.com".to_owned(), "http://localhost:5173".to_owned()];
+        let ok = |u: &str| allowed_redirect(u, &origins);
+        assert_eq!(ok("https://app.example.com/done?x=1"), Some("https://app.example.com/done?x=1".into()));
+        assert_eq!(ok("https://APP.example.com:443/done"), Some("https://app.example.com/done".into()));
+        assert_eq!(ok("http://localhost:5173/cb"), Some("http://localhost:5173/cb".into()));
+        for bad in [
+            "https://app.example.com.evil.com/",
+            "https://evil.com/?https://app.example.com",
+            "http://app.example.com/",
+            "https://app.example.com:8443/",
+            "https://user@app.example.com/",
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "//app.example.com/",
+            "/relative",
+            "myapp://callback",
+            "",
+        ] {
+            assert_eq!(ok(bad), None, "{bad}");
+        }
+        assert_eq!(allowed_redirect("https://app.example.com/", &[]), None);
+    }
+
+    #[test]
+    fn csp_has_no_inline_and_lists_ancestors() {
+        let csp = content_security_policy(&["https://a.example".into(), "http://localhost:3000".into()]);
+        assert!(csp.contains("frame-ancestors https://a.example http://localhost:3000"));
+        assert!(csp.contains("default-src 'self'") && csp.contains("script-src 'self';"));
+        assert!(!csp.contains("unsafe"));
+        assert!(content_security_policy(&[]).ends_with("frame-ancestors 'none'"));
+    }
+
+    #[test]
+    fn attributes_are_escaped() {
+        assert_eq!(escape_attr(r#"a"><script>'&"#), "a&quot;&gt;&lt;script&gt;&#39;&amp;");
+    }
+}
