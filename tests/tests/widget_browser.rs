@@ -12,7 +12,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine;
 use relay::auth::tokens::generate_registration_token;
 use relay::store::{NewRegistrationToken, TenantSettings};
-use relay_tests::app::{spawn_app, TestApp};
+use relay_tests::app::{assert_error, spawn_app, TestApp};
 use relay_tests::mock::Reply;
 use relay_tests::{fake_keys, Backend};
 use secrecy::ExposeSecret;
@@ -320,6 +320,25 @@ async fn frame_and_connect_pages_have_strict_headers() {
     assert!(res.text().await.expect("body").contains(r#"data-error="redirect_uri_not_allowed""#));
     let res = app.client.get(app.url("/connect")).send().await.expect("request");
     assert_eq!(res.status(), 200);
+
+    // The frame and /connect POST from Relay's own origin, which no tenant lists: same-origin
+    // requests pass the origin check; other origins still do not.
+    let post = |origin: String, fetch_site: Option<&'static str>| {
+        let mut req = app
+            .client
+            .post(app.url("/v1/connect"))
+            .header("origin", origin)
+            .json(&json!({"registrationToken": token, "provider": "openai", "apiKey": "nope"}));
+        if let Some(site) = fetch_site {
+            req = req.header("sec-fetch-site", site);
+        }
+        req.send()
+    };
+    assert_error(post(app.address.clone(), None).await.expect("request"), 400, "provider_key_malformed").await;
+    let res = post("http://localhost:1".into(), Some("same-origin")).await.expect("request");
+    assert_error(res, 400, "provider_key_malformed").await;
+    let res = post("https://evil.example".into(), Some("cross-site")).await.expect("request");
+    assert_error(res, 403, "origin_not_allowed").await;
 
     // What the frame checks the token against.
     let d: Value = app.describe_token(&token).await.json().await.expect("json");
