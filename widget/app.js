@@ -532,7 +532,8 @@
     var body = { registrationToken: state.token, provider: id, apiKey: key };
     if (p.baseUrl) {
       var base = els.baseUrl.value.trim();
-      if (!/^https:\/\/[^\s/]+/i.test(base)) return fieldError(t('error.baseUrl'), 'baseUrl');
+      // Only the shape: Relay's SSRF policy decides (https, or http for a server the operator allowed).
+      if (!/^https?:\/\/[^\s/]+/i.test(base)) return fieldError(t('error.baseUrl'), 'baseUrl');
       body.baseUrl = base;
     }
     setBusy(true);

@@ -39,6 +39,9 @@ pub enum Command {
     /// Manage master keys (KEKs).
     #[command(subcommand)]
     Kek(KekCommand),
+    /// Print the OpenAPI 3.1 document of the HTTP API (regenerates openapi/openapi.json:
+    /// `cargo run -q -p relay -- openapi > openapi/openapi.json`).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,6 +240,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Apikey(cmd) => apikey(cmd).await,
+        Command::Openapi => {
+            let mut stdout = out();
+            stdout.write_all(crate::openapi::to_pretty_json()?.as_bytes())?;
+            stdout.flush()?;
+            Ok(())
+        }
         Command::Kek(KekCommand::Generate { version }) => {
             anyhow::ensure!(version > 0, "--version must be 1 or more");
             writeln!(out(), "{}", LocalKeyring::generate_entry(version).expose_secret())?;

@@ -180,6 +180,9 @@ pub struct Config {
     pub browser: crate::browser::BrowserConfig,
     pub metrics_listen: Option<String>,
     pub shutdown_timeout_secs: u64,
+    /// Where `openai-compatible` keys may send requests (RELAY_ALLOW_UPSTREAM_HOSTS,
+    /// RELAY_ALLOW_PRIVATE_UPSTREAMS).
+    pub upstream_policy: crate::ssrf::UpstreamPolicy,
     /// `RELAY_UPSTREAM_<PROVIDER>` overrides.
     pub upstreams: HashMap<ProviderId, String>,
 }
@@ -208,6 +211,7 @@ impl Config {
             },
             metrics_listen: args.metrics_listen.clone(),
             shutdown_timeout_secs: args.shutdown_timeout_secs,
+            upstream_policy: crate::ssrf::UpstreamPolicy::from_env()?,
             upstreams: upstreams_from_env()?,
         })
     }

@@ -20,17 +20,31 @@ pub struct ApiError {
     source: Option<anyhow::Error>,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// OpenAI's error shape, which every error answer of Relay's has.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(
+    as = Error,
+    example = json!({"error": {"message": "No API key provided. Send your Relay key as 'Authorization: Bearer rly-...'.", "type": "authentication_error", "param": null, "code": "relay_key_missing"}})
+)]
+pub struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorObject)]
+pub struct ErrorDetail<'a> {
+    /// What went wrong, for a human. Never contains a key or token.
     message: &'a str,
+    /// The error class: `invalid_request_error`, `authentication_error`, `permission_error`,
+    /// `not_found_error`, `rate_limit_error`, `upstream_error`, `api_error`, or a provider's own.
     #[serde(rename = "type")]
     kind: &'a str,
+    /// The request field, header or parameter the error is about.
+    #[schema(required = true)]
     param: Option<&'a str>,
+    /// A stable, machine-readable code (`relay_key_missing`, `enduser_not_found`, …). Null only
+    /// when a provider's error had none.
+    #[schema(value_type = Option<String>, required = true)]
     code: &'a str,
 }
 

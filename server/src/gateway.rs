@@ -79,7 +79,11 @@ fn dialect(p: ProviderId) -> Dialect {
     match p {
         ProviderId::Anthropic => Dialect::Anthropic,
         ProviderId::Google => Dialect::Google,
-        ProviderId::OpenAi | ProviderId::Groq | ProviderId::Mistral | ProviderId::OpenRouter => Dialect::OpenAi,
+        ProviderId::OpenAi
+        | ProviderId::Groq
+        | ProviderId::Mistral
+        | ProviderId::OpenRouter
+        | ProviderId::OpenAiCompatible => Dialect::OpenAi,
     }
 }
 
@@ -297,6 +301,31 @@ struct Call {
     url: String,
     headers: reqwest::header::HeaderMap,
     body: Vec<u8>,
+    /// The shared client, or the SSRF-guarded one for `openai-compatible` servers.
+    client: reqwest::Client,
+}
+
+/// Where a call goes: the provider's API, or for `openai-compatible` the server the key was
+/// stored for (checked against the SSRF policy again now). OpenAI-format paths name `/v1`,
+/// which such a base URL already includes.
+fn target(
+    state: &AppState,
+    provider: ProviderId,
+    stored_base: Option<&str>,
+    path: &str,
+) -> Result<(String, reqwest::Client), ApiError> {
+    let upstreams = state.keys.upstreams();
+    match stored_base {
+        Some(stored) => {
+            let base = upstreams.check_base_url(stored).map_err(|e| {
+                ApiError::forbidden(e.code(), format!("The stored base URL is no longer allowed: {e}."))
+            })?;
+            let rest = path.strip_prefix("/v1").unwrap_or(path);
+            let url = base.join(rest, None).map_err(|e| ApiError::forbidden(e.code(), e.to_string()))?;
+            Ok((url.to_string(), upstreams.guarded_client().clone()))
+        }
+        None => Ok((format!("{}{path}", upstreams.base_url(provider)), upstreams.client().clone())),
+    }
 }
 
 /// The end user's key for this provider, opened for this request only.
@@ -333,14 +362,15 @@ async fn prepare(
     headers.insert(reqwest::header::CONTENT_TYPE, reqwest::header::HeaderValue::from_static("application/json"));
     state.keys.touch(&row).await;
     let body = serde_json::to_vec(&prepared.body).map_err(ApiError::internal)?;
-    Ok(Call { provider, url: format!("{}{}", state.keys.upstreams().base_url(provider), prepared.path), headers, body })
+    let (url, client) = target(state, provider, row.base_url.as_deref(), &prepared.path)?;
+    Ok(Call { provider, url, headers, body, client })
 }
 
 /// Sends the call; returns the response and how long the provider took to start answering.
 async fn send(state: &AppState, call: Call, kind: &str) -> Result<(reqwest::Response, Duration), ApiError> {
     let timeouts = state.keys.upstreams().timeouts();
     let provider = call.provider;
-    let request = state.keys.upstreams().client().post(&call.url).headers(call.headers).body(call.body).send();
+    let request = call.client.post(&call.url).headers(call.headers).body(call.body).send();
     let sent = Instant::now();
     let result = tokio::time::timeout(timeouts.first_byte, request).await;
     let ttfb = sent.elapsed();
@@ -353,7 +383,12 @@ async fn send(state: &AppState, call: Call, kind: &str) -> Result<(reqwest::Resp
     state.metrics.upstream_ttfb.with_label_values(&[provider.as_str()]).observe(ttfb.as_secs_f64());
     match result {
         Ok(Ok(res)) => Ok((res, ttfb)),
-        Ok(Err(e)) => Err(upstream_failure(call.provider, &e).with_source(e.without_url())),
+        Ok(Err(e)) => match crate::ssrf::SsrfError::find(&e) {
+            Some(refused) => {
+                Err(ApiError::forbidden(refused.code(), format!("Relay will not connect there: {refused}.")))
+            }
+            None => Err(upstream_failure(provider, &e).with_source(e.without_url())),
+        },
         Err(_) => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "upstream_error",
@@ -773,7 +808,7 @@ pub async fn models(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
 }
 
 async fn list_models(state: &AppState, caller: &Caller, provider: ProviderId) -> Result<Vec<Value>, ApiError> {
-    let (_, key) = state.keys.open(&caller.end_user, provider).await?;
+    let (row, key) = state.keys.open(&caller.end_user, provider).await?;
     let headers = provider.auth_headers(&key).map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
     drop(key);
     let path = match provider {
@@ -781,11 +816,8 @@ async fn list_models(state: &AppState, caller: &Caller, provider: ProviderId) ->
         ProviderId::Anthropic => "/v1/models?limit=1000",
         _ => "/v1/models",
     };
-    let url = format!("{}{path}", state.keys.upstreams().base_url(provider));
-    let res = state
-        .keys
-        .upstreams()
-        .client()
+    let (url, client) = target(state, provider, row.base_url.as_deref(), path)?;
+    let res = client
         .get(url)
         .headers(headers)
         .timeout(state.keys.upstreams().timeouts().key_check)

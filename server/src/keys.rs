@@ -77,7 +77,13 @@ impl KeyService {
 
     /// Checks the key (format, then the provider), seals it, and stores it while consuming the
     /// token in one transaction. A rejected key leaves the token usable.
-    pub async fn connect(&self, token: &str, provider: &str, api_key: &SecretString) -> Result<Connected, ApiError> {
+    pub async fn connect(
+        &self,
+        token: &str,
+        provider: &str,
+        api_key: &SecretString,
+        base_url: Option<&str>,
+    ) -> Result<Connected, ApiError> {
         let hash = RegistrationTokenHash::parse(token).ok_or_else(invalid_token)?;
         let info = self.registration_token(token).await?;
         let provider = parse_provider(provider)?;
@@ -90,7 +96,7 @@ impl KeyService {
                 .param("provider"));
             }
         }
-        let row = self.check_and_seal(info.tenant_id, info.end_user_id, provider, api_key, "apiKey").await?;
+        let row = self.check_and_seal(info.tenant_id, info.end_user_id, provider, api_key, "apiKey", base_url).await?;
         let fingerprint = row.fingerprint.clone();
         match self.store.redeem_registration_token(&hash.0, row.created_at, &row).await? {
             Ok(()) => {}
@@ -118,8 +124,9 @@ impl KeyService {
         provider: ProviderId,
         api_key: &SecretString,
         key_param: &'static str,
+        base_url: Option<&str>,
     ) -> Result<Connected, ApiError> {
-        let row = self.check_and_seal(end_user.tenant_id, end_user.id, provider, api_key, key_param).await?;
+        let row = self.check_and_seal(end_user.tenant_id, end_user.id, provider, api_key, key_param, base_url).await?;
         let fingerprint = row.fingerprint.clone();
         self.store.upsert_provider_key(&row).await?;
         self.audit(
@@ -142,17 +149,21 @@ impl KeyService {
         provider: ProviderId,
         api_key: &SecretString,
         key_param: &'static str,
+        base_url: Option<&str>,
     ) -> Result<StoredProviderKey, ApiError> {
+        let base = self.check_base_url(provider, base_url)?;
         let key = SecretString::from(api_key.expose_secret().trim().to_owned());
         provider.check_key_format(key.expose_secret()).map_err(|e| {
             ApiError::invalid_request("provider_key_malformed", format!("That is not a valid {provider} API key: {e}."))
                 .param(key_param)
         })?;
         if self.verify_with_provider {
-            self.verify(provider, &key, key_param).await?;
+            self.verify(provider, base.as_ref(), &key, key_param).await?;
         }
         let record_id = Uuid::new_v4();
-        let ctx = SealContext { tenant_id, end_user_id, provider: provider.as_str(), record_id };
+        let base_url = base.map(|b| b.to_string());
+        let label = sealed_provider_label(provider.as_str(), base_url.as_deref());
+        let ctx = SealContext { tenant_id, end_user_id, provider: &label, record_id };
         let sealed = self.vault.seal(&ctx, &key).await.map_err(ApiError::internal)?;
         let fingerprint = providers::fingerprint(provider, key.expose_secret());
         drop(key);
@@ -165,11 +176,47 @@ impl KeyService {
             sealed,
             created_at: Utc::now(),
             last_used_at: None,
+            base_url,
         })
     }
 
-    async fn verify(&self, provider: ProviderId, key: &SecretString, key_param: &'static str) -> Result<(), ApiError> {
-        match self.upstreams.check_key(provider, key, self.key_check_timeout).await {
+    /// `openai-compatible` needs a base URL that passes the SSRF policy; the other providers
+    /// take none.
+    fn check_base_url(
+        &self,
+        provider: ProviderId,
+        base_url: Option<&str>,
+    ) -> Result<Option<crate::ssrf::CheckedUrl>, ApiError> {
+        match (provider, base_url.map(str::trim).filter(|b| !b.is_empty())) {
+            (ProviderId::OpenAiCompatible, Some(raw)) => self.upstreams.check_base_url(raw).map(Some).map_err(|e| {
+                ApiError::invalid_request(e.code(), format!("This base URL cannot be used: {e}.")).param("baseUrl")
+            }),
+            (ProviderId::OpenAiCompatible, None) => Err(ApiError::invalid_request(
+                "base_url_required",
+                "An openai-compatible key needs the server's base URL (for example https://llm.example.com/v1).",
+            )
+            .param("baseUrl")),
+            (_, None) => Ok(None),
+            (_, Some(_)) => Err(ApiError::invalid_request(
+                "base_url_not_allowed",
+                format!("{provider} keys are always used with {provider}'s own API; only openai-compatible keys take a base URL."),
+            )
+            .param("baseUrl")),
+        }
+    }
+
+    async fn verify(
+        &self,
+        provider: ProviderId,
+        base: Option<&crate::ssrf::CheckedUrl>,
+        key: &SecretString,
+        key_param: &'static str,
+    ) -> Result<(), ApiError> {
+        let checked = match base {
+            Some(base) => self.upstreams.check_key_at(base, key, self.key_check_timeout).await,
+            None => self.upstreams.check_key(provider, key, self.key_check_timeout).await,
+        };
+        match checked {
             Ok(KeyCheck::Accepted) => Ok(()),
             Ok(KeyCheck::Rejected) => Err(ApiError::invalid_request(
                 "provider_key_rejected",
@@ -204,10 +251,11 @@ impl KeyService {
                 ),
             )
         })?;
+        let label = sealed_provider_label(provider.as_str(), row.base_url.as_deref());
         let ctx = SealContext {
             tenant_id: end_user.tenant_id,
             end_user_id: end_user.id,
-            provider: provider.as_str(),
+            provider: &label,
             record_id: row.id,
         };
         match self.vault.open(&ctx, &row.sealed).await {
@@ -257,10 +305,11 @@ impl KeyService {
             let Some(last) = batch.last() else { break };
             after = Some(last.id);
             for row in &batch {
+                let label = sealed_provider_label(&row.provider, row.base_url.as_deref());
                 let ctx = SealContext {
                     tenant_id: row.tenant_id,
                     end_user_id: row.end_user_id,
-                    provider: &row.provider,
+                    provider: &label,
                     record_id: row.id,
                 };
                 match self.vault.rewrap(&ctx, &row.sealed).await {
@@ -338,6 +387,15 @@ pub fn parse_provider(raw: &str) -> Result<ProviderId, ApiError> {
         )
         .param("provider")
     })
+}
+
+/// The provider as bound into a sealed key's context. For `openai-compatible` it includes the
+/// base URL, so a stored key cannot be pointed at another server by editing its row.
+fn sealed_provider_label<'a>(provider: &'a str, base_url: Option<&str>) -> std::borrow::Cow<'a, str> {
+    match base_url {
+        Some(base) => std::borrow::Cow::Owned(format!("{provider}|{base}")),
+        None => std::borrow::Cow::Borrowed(provider),
+    }
 }
 
 fn invalid_token() -> ApiError {

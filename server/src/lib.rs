@@ -13,6 +13,7 @@ pub mod error;
 pub mod gateway;
 pub mod keys;
 pub mod metrics;
+pub mod openapi;
 pub mod passthrough;
 pub mod providers;
 pub mod routes;

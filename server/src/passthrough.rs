@@ -55,6 +55,8 @@ fn allowed_paths(provider: ProviderId) -> &'static [&'static str] {
         ProviderId::OpenRouter => {
             &["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/key"]
         }
+        // Below the server's own base URL, which already names the API version.
+        ProviderId::OpenAiCompatible => &["/chat/completions", "/completions", "/embeddings", "/models", "/responses"],
     }
 }
 
@@ -213,11 +215,41 @@ pub async fn forward(
     }
 
     let query = filtered_query(req.query_string());
-    let mut url = format!("{}{}", state.keys.upstreams().base_url(provider), encode_path(&path));
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(&query);
-    }
+    let upstreams = state.keys.upstreams();
+    let (url, client) = match row.base_url.as_deref() {
+        // openai-compatible: the server the key was stored for, checked again now; a base URL
+        // the client names must be that one. The guarded client checks every resolved address.
+        Some(stored) => {
+            let base = upstreams.check_base_url(stored).map_err(|e| {
+                ApiError::forbidden(e.code(), format!("The stored base URL is no longer allowed: {e}."))
+            })?;
+            if let Some(claimed) = req.headers().get("x-relay-base-url") {
+                let same = claimed
+                    .to_str()
+                    .ok()
+                    .and_then(|c| upstreams.check_base_url(c).ok())
+                    .is_some_and(|c| c.to_string() == base.to_string());
+                if !same {
+                    return Err(ApiError::forbidden(
+                        "base_url_mismatch",
+                        "x-relay-base-url does not match the server this key was stored for.",
+                    ));
+                }
+            }
+            let url = base
+                .join(&encode_path(&path), (!query.is_empty()).then_some(query.as_str()))
+                .map_err(|e| ApiError::forbidden(e.code(), format!("This path cannot be relayed: {e}.")))?;
+            (url.to_string(), upstreams.guarded_client().clone())
+        }
+        None => {
+            let mut url = format!("{}{}", upstreams.base_url(provider), encode_path(&path));
+            if !query.is_empty() {
+                url.push('?');
+                url.push_str(&query);
+            }
+            (url, upstreams.client().clone())
+        }
+    };
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::invalid_request("invalid_method", "Unsupported HTTP method."))?;
 
@@ -256,7 +288,7 @@ pub async fn forward(
     let upload = reqwest::Body::wrap_stream(tokio_stream_from(rx));
     let started = Instant::now();
     let timeouts = state.keys.upstreams().timeouts().clone();
-    let mut request = state.keys.upstreams().client().request(method, url).headers(headers);
+    let mut request = client.request(method, url).headers(headers);
     if has_body {
         request = request.body(upload);
     }
@@ -265,8 +297,11 @@ pub async fn forward(
         Ok(Ok(res)) => res,
         Ok(Err(_)) if over_limit.get() => return Err(too_large(max_body)),
         Ok(Err(e)) => {
+            if let Some(refused) = crate::ssrf::SsrfError::find(&e) {
+                return Err(ApiError::forbidden(refused.code(), format!("Relay will not connect there: {refused}.")));
+            }
             return Err(ApiError::bad_gateway("upstream_unavailable", format!("{provider} could not be reached."))
-                .with_source(e.without_url()))
+                .with_source(e.without_url()));
         }
         Err(_) => {
             return Err(ApiError::new(

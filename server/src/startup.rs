@@ -57,7 +57,7 @@ impl Application {
     pub async fn build_with_store(config: Config, store: DynStore) -> anyhow::Result<Self> {
         let vault = Vault::new(Arc::new(config.store.keyring));
         let timeouts = config.upstream_timeouts;
-        let upstreams = Upstreams::new(&config.upstreams, &timeouts)?;
+        let upstreams = Upstreams::new(&config.upstreams, &timeouts)?.with_policy(config.upstream_policy)?;
         let keys = KeyService::new(store.clone(), vault, upstreams, config.verify_provider_keys, timeouts.key_check);
         let sessions = SessionService::load(store.clone(), keys.vault()).await?;
         let browser = BrowserAccess::new(store.clone(), &config.browser, config.public_url.as_deref());

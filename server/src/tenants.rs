@@ -22,6 +22,16 @@ pub fn generate_app_id() -> String {
     format!("app_{}", Alphanumeric.sample_string(&mut rand::rngs::OsRng, 24))
 }
 
+/// Whether `raw` can be an app id at all (`app_` + letters and digits), checked before a
+/// lookup: anything else is no app, and never reaches the database (PostgreSQL refuses text
+/// with NUL bytes with an error, not a miss).
+pub fn is_well_formed_app_id(raw: &str) -> bool {
+    raw.len() <= 64
+        && raw
+            .strip_prefix("app_")
+            .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
 pub async fn create_tenant(store: &DynStore, name: &str, actor: &str) -> Result<(Tenant, NewApiKey)> {
     let tenant =
         Tenant { id: Uuid::new_v4(), name: name.to_owned(), app_id: generate_app_id(), created_at: Utc::now() };
@@ -68,4 +78,19 @@ async fn audit(store: &DynStore, tenant_id: Uuid, actor: &str, action: &str, tar
             created_at: Utc::now(),
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{generate_app_id, is_well_formed_app_id};
+
+    #[test]
+    fn app_id_shape() {
+        assert!(is_well_formed_app_id(&generate_app_id()));
+        assert!(!is_well_formed_app_id("app_"));
+        assert!(!is_well_formed_app_id("app_a\0b"));
+        assert!(!is_well_formed_app_id("app_a-b"));
+        assert!(!is_well_formed_app_id("xyz_abc"));
+        assert!(!is_well_formed_app_id(&format!("app_{}", "a".repeat(61))));
+    }
 }

@@ -32,11 +32,13 @@ const FLOW_USER = env('FLOW_USER');
 const ANTHROPIC_KEY = env('ANTHROPIC_KEY');
 const OPENAI_KEY = env('OPENAI_KEY');
 const REJECTED_KEY = env('REJECTED_KEY');
+const COMPATIBLE_KEY = env('COMPATIBLE_KEY');
+const COMPATIBLE_BASE_URL = env('COMPATIBLE_BASE_URL');
 const USED_TOKEN = env('USED_TOKEN');
 const EXPIRED_TOKEN = env('EXPIRED_TOKEN');
 const ARTIFACTS = env('ARTIFACTS_DIR');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const SECRETS = [ANTHROPIC_KEY, OPENAI_KEY, REJECTED_KEY];
+const SECRETS = [ANTHROPIC_KEY, OPENAI_KEY, REJECTED_KEY, COMPATIBLE_KEY];
 
 const LOCAL_HOSTS = new Set([RELAY, HOST, OTHER_HOST].map((u) => new URL(u).host));
 const external = [];
@@ -278,6 +280,38 @@ test('rejected and malformed keys, keyboard only', { timeout: 60000 }, async () 
   assert.equal(await frame.isChecked('#relay-p-anthropic'), true);
   await frame.waitForSelector('.hint-ok');
   assertCleanConsole(page);
+  await page.context().close();
+});
+
+test('OpenAI-compatible: a base URL field, checked by Relay, and the key stored for that server', { timeout: 60000 }, async () => {
+  const page = await newPage();
+  await page.goto(`${HOST}/host.html`);
+  const token = await mint('compatible-user');
+  const frame = await mount(page, { registrationToken: token });
+  await frame.waitForSelector('#relay-form');
+  assert.equal(await frame.isHidden('#relay-base-url'), true, 'no base URL field for built-in providers');
+  await frame.click('label[for="relay-p-openai-compatible"]');
+  await frame.waitForSelector('#relay-base-url:visible');
+  // A base URL Relay's SSRF policy refuses: the server says so, nothing is stored.
+  await frame.fill('#relay-base-url', 'https://169.254.169.254/latest');
+  await frame.fill('#relay-key', COMPATIBLE_KEY);
+  await frame.press('#relay-key', 'Enter');
+  await page.waitForFunction(() => window.__relay.errors.length > 0);
+  let told = await page.evaluate(() => window.__relay);
+  assert.equal(told.errors[0].code, 'upstream_not_allowed');
+  assert.deepEqual(told.successes, []);
+  // The operator's allowed server: connected.
+  await frame.fill('#relay-base-url', COMPATIBLE_BASE_URL);
+  await frame.fill('#relay-key', COMPATIBLE_KEY);
+  await frame.press('#relay-key', 'Enter');
+  await page.waitForFunction(() => window.__relay.successes.length > 0);
+  told = await page.evaluate(() => window.__relay);
+  assert.deepEqual(told.successes[0], { provider: 'openai-compatible', fingerprint: '…7f3e' });
+  assertNoSecret(JSON.stringify(told), 'the page');
+  await shot(page, 'openai-compatible-success');
+  const user = await api('GET', '/v1/users/compatible-user');
+  assert.equal(user.status, 200);
+  assert.equal(user.body.providers[0].provider, 'openai-compatible');
   await page.context().close();
 });
 

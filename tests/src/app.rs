@@ -79,6 +79,8 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
         browser: options.browser,
         metrics_listen: None,
         shutdown_timeout_secs: 5,
+        // The mock provider listens on loopback: allow it, as an operator would a LAN server.
+        upstream_policy: relay::ssrf::UpstreamPolicy::new(vec!["127.0.0.1".into()], false),
         upstreams,
     };
     let app = Application::build_with_store(config, store.clone()).await.expect("build app");

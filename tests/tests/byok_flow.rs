@@ -282,6 +282,11 @@ async fn flow_is_off_by_default(backend: Backend) {
     assert!(id.starts_with("app_") && id.len() == 28, "{id}");
     assert_error(register(&app, &id, None).await, 403, "byok_flow_disabled").await;
     assert_error(register(&app, "app_doesnotexist00000000000", None).await, 404, "app_not_found").await;
+    // Ids no app can have (a NUL byte, which PostgreSQL refuses in text; another alphabet) are
+    // unknown apps too, never a server error.
+    for bad in ["app_a\u{0}b", "app_a-b", "", "app_"] {
+        assert_error(register(&app, bad, None).await, 404, "app_not_found").await;
+    }
     let res = app.client.post(app.url("/users")).json(&json!({"appId": id})).send().await.expect("request");
     assert_error(res, 400, "invalid_request_body").await;
 

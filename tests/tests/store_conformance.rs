@@ -157,6 +157,7 @@ async fn sealed_row(
         sealed,
         created_at,
         last_used_at: None,
+        base_url: None,
     };
     Ok((row, plaintext))
 }

@@ -139,6 +139,11 @@ async fn widget_in_headless_chromium() {
     let used_token = app.registration_token("used-user", None).await;
     let groq_key = fake_keys::for_provider("groq");
     app.mock.accept(&groq_key);
+    // A self-hosted, OpenAI-compatible server: the mock, on a loopback address the test's SSRF
+    // policy allow-lists (as an operator would a LAN server).
+    let compatible_key = "local-server-key-7f3e";
+    app.mock.accept(compatible_key);
+    let compatible_base = format!("{}/v1", app.mock.url);
     assert_eq!(app.connect(&used_token, "groq", &groq_key).await.status(), 200);
     let expired = expired_token(&app, "expired-user").await;
     let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("artifacts").join("widget");
@@ -154,6 +159,8 @@ async fn widget_in_headless_chromium() {
         .env("APP_ID", &app_id)
         .env("FLOW_USER", "flow-user")
         .env("ANTHROPIC_KEY", &anthropic_key)
+        .env("COMPATIBLE_KEY", compatible_key)
+        .env("COMPATIBLE_BASE_URL", &compatible_base)
         .env("OPENAI_KEY", &openai_key)
         .env("REJECTED_KEY", &rejected_key)
         .env("USED_TOKEN", &used_token)

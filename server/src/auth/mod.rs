@@ -24,6 +24,7 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/health"),
     ("GET", "/api/ready"),
     ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
     ("GET", "/v1/connect/{}"),
     ("POST", "/v1/connect"),
     ("POST", "/users"),
@@ -35,7 +36,7 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/connect"),
 ];
 
-fn is_public(method: &str, path: &str) -> bool {
+pub(crate) fn is_public(method: &str, path: &str) -> bool {
     PUBLIC_ROUTES.iter().any(|(m, pattern)| {
         if *m != method {
             return false;
@@ -148,6 +149,9 @@ mod tests {
     #[test]
     fn public_list_is_exact() {
         assert!(is_public("GET", "/api/health"));
+        assert!(is_public("GET", "/openapi.json"));
+        assert!(!is_public("POST", "/openapi.json"));
+        assert!(!is_public("GET", "/openapi.json/x"));
         assert!(is_public("GET", "/v1/connect/rrt-abc"));
         assert!(is_public("POST", "/v1/connect"));
         assert!(!is_public("GET", "/v1/connect/"));

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 pub use verify::{KeyCheck, KeyCheckError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A provider Relay holds keys for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderId {
     OpenAi,
@@ -27,6 +28,10 @@ pub enum ProviderId {
     Groq,
     Mistral,
     OpenRouter,
+    /// Any server that speaks OpenAI's API (a LAN Ollama, vLLM, Together, …). Its base URL is
+    /// chosen when the key is stored, sealed with it, and checked by the SSRF policy.
+    #[serde(rename = "openai-compatible")]
+    OpenAiCompatible,
 }
 
 impl ProviderId {
@@ -47,8 +52,20 @@ impl ProviderId {
             ProviderId::Groq => "groq",
             ProviderId::Mistral => "mistral",
             ProviderId::OpenRouter => "openrouter",
+            ProviderId::OpenAiCompatible => "openai-compatible",
         }
     }
+
+    /// Every provider a key can be stored for: the built-in ones and `openai-compatible`.
+    pub const STORABLE: [ProviderId; 7] = [
+        ProviderId::OpenAi,
+        ProviderId::Anthropic,
+        ProviderId::Google,
+        ProviderId::Groq,
+        ProviderId::Mistral,
+        ProviderId::OpenRouter,
+        ProviderId::OpenAiCompatible,
+    ];
 
     /// The public API root; `RELAY_UPSTREAM_<PROVIDER>` replaces it.
     pub fn default_base_url(self) -> &'static str {
@@ -59,6 +76,8 @@ impl ProviderId {
             ProviderId::Groq => "https://api.groq.com/openai",
             ProviderId::Mistral => "https://api.mistral.ai",
             ProviderId::OpenRouter => "https://openrouter.ai/api",
+            // Never used: each key carries its own base URL.
+            ProviderId::OpenAiCompatible => "",
         }
     }
 
@@ -98,7 +117,10 @@ impl ProviderId {
             return Err(KeyFormatError::Length);
         }
         let token_chars = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !token_chars(key) {
+        // Self-hosted servers choose their own key formats: any visible ASCII will do.
+        let visible = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
+        let charset_ok = if self == ProviderId::OpenAiCompatible { visible(key) } else { token_chars(key) };
+        if !charset_ok {
             return Err(KeyFormatError::Charset);
         }
         let ok = match self {
@@ -110,6 +132,7 @@ impl ProviderId {
             ProviderId::Groq => key.starts_with("gsk_") && key.len() >= 20,
             ProviderId::Mistral => key.len() == 32 && key.bytes().all(|b| b.is_ascii_alphanumeric()),
             ProviderId::OpenRouter => key.starts_with("sk-or-") && key.len() >= 20,
+            ProviderId::OpenAiCompatible => true,
         };
         if ok {
             Ok(())
@@ -127,6 +150,7 @@ impl ProviderId {
             ProviderId::Groq => "Groq keys start with \"gsk_\"",
             ProviderId::Mistral => "Mistral keys are 32 letters and digits",
             ProviderId::OpenRouter => "OpenRouter keys start with \"sk-or-\"",
+            ProviderId::OpenAiCompatible => "use the API key your server expects",
         }
     }
 }
@@ -145,12 +169,12 @@ impl FromStr for ProviderId {
     type Err = UnknownProvider;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ProviderId::ALL.into_iter().find(|p| p.as_str() == s).ok_or(UnknownProvider)
+        ProviderId::STORABLE.into_iter().find(|p| p.as_str() == s).ok_or(UnknownProvider)
     }
 }
 
 pub fn accepted_providers() -> String {
-    ProviderId::ALL.map(ProviderId::as_str).join(", ")
+    ProviderId::STORABLE.map(ProviderId::as_str).join(", ")
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -175,6 +199,7 @@ pub fn fingerprint(provider: ProviderId, key: &str) -> String {
         ProviderId::Groq => &["gsk_"],
         ProviderId::Mistral => &[],
         ProviderId::OpenRouter => &["sk-or-v1-", "sk-or-"],
+        ProviderId::OpenAiCompatible => &[],
     };
     let prefix = prefixes.iter().find(|p| key.starts_with(**p)).copied().unwrap_or("");
     let tail_start = key.len().saturating_sub(4).max(prefix.len());
@@ -213,6 +238,10 @@ pub struct Upstreams {
     base_urls: HashMap<ProviderId, String>,
     client: reqwest::Client,
     timeouts: UpstreamTimeouts,
+    /// For `openai-compatible` base URLs: checked by the policy at store time and at every
+    /// connection (the client's resolver), no redirects, no proxy.
+    policy: std::sync::Arc<crate::ssrf::UpstreamPolicy>,
+    guarded: reqwest::Client,
 }
 
 /// How long Relay waits on a provider. None of them caps a healthy long stream: `idle` is the
@@ -251,7 +280,30 @@ impl Upstreams {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("relay/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { base_urls, client, timeouts: timeouts.clone() })
+        let policy = std::sync::Arc::new(crate::ssrf::UpstreamPolicy::new(Vec::new(), false));
+        let guarded =
+            crate::ssrf::client(policy.clone(), std::sync::Arc::new(crate::ssrf::SystemLookup), timeouts.connect)?;
+        Ok(Self { base_urls, client, timeouts: timeouts.clone(), policy, guarded })
+    }
+
+    /// Replaces the SSRF policy (from `RELAY_ALLOW_UPSTREAM_HOSTS` / `RELAY_ALLOW_PRIVATE_UPSTREAMS`).
+    pub fn with_policy(mut self, policy: crate::ssrf::UpstreamPolicy) -> Result<Self, reqwest::Error> {
+        let policy = std::sync::Arc::new(policy);
+        self.guarded =
+            crate::ssrf::client(policy.clone(), std::sync::Arc::new(crate::ssrf::SystemLookup), self.timeouts.connect)?;
+        self.policy = policy;
+        Ok(self)
+    }
+
+    /// Checks an `openai-compatible` base URL against the SSRF policy (no DNS; the guarded
+    /// client checks every resolved address when it connects).
+    pub fn check_base_url(&self, raw: &str) -> Result<crate::ssrf::CheckedUrl, crate::ssrf::SsrfError> {
+        crate::ssrf::check_base_url(&self.policy, raw)
+    }
+
+    /// The client for `openai-compatible` upstreams.
+    pub fn guarded_client(&self) -> &reqwest::Client {
+        &self.guarded
     }
 
     pub fn base_url(&self, provider: ProviderId) -> &str {

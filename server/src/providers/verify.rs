@@ -31,11 +31,37 @@ impl ProviderId {
             ProviderId::Groq => "/v1/models",
             // OpenRouter lists models without a key; this endpoint needs a valid one.
             ProviderId::OpenRouter => "/v1/key",
+            // Below the server's own base URL (which names the API version).
+            ProviderId::OpenAiCompatible => "/models",
         }
     }
 }
 
 impl Upstreams {
+    /// The key check for an `openai-compatible` server, through the guarded client.
+    pub async fn check_key_at(
+        &self,
+        base: &crate::ssrf::CheckedUrl,
+        key: &SecretString,
+        timeout: std::time::Duration,
+    ) -> Result<KeyCheck, KeyCheckError> {
+        let url = base.join("/models", None).map_err(|_| KeyCheckError::BadKey)?;
+        let headers = ProviderId::OpenAiCompatible.auth_headers(key).map_err(|_| KeyCheckError::BadKey)?;
+        let res = self
+            .guarded_client()
+            .get(url)
+            .headers(headers)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| KeyCheckError::Unreachable(e.without_url()))?;
+        match res.status().as_u16() {
+            200..=299 => Ok(KeyCheck::Accepted),
+            401 | 403 => Ok(KeyCheck::Rejected),
+            other => Err(KeyCheckError::Unexpected(other)),
+        }
+    }
+
     pub async fn check_key(
         &self,
         provider: ProviderId,

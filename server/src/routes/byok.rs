@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::auth::session::BrowserSession;
 use crate::auth::tokens::reveal;
 use crate::browser::check_origin_with;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::keys::parse_provider;
 use crate::providers::ProviderId;
 use crate::startup::AppState;
@@ -28,15 +28,19 @@ use crate::store::{AuditEvent, TenantSettings};
 /// again, as a new user whose keys must be entered again.
 pub const ANON_TOKEN_TTL_SECS: i64 = 24 * 60 * 60;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RegisterRequest, example = json!({"app_id": "app_8Jk2…"}))]
 pub struct RegisterBody {
+    /// The app's public (publishable) app id.
     app_id: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = AnonymousSession, example = json!({"token": "eyJhbGciOiJIUzI1NiJ9…", "expiresAt": "2026-01-02T12:00:00Z"}))]
 struct Registered<'a> {
+    /// The new anonymous user's session token, for `x-relay-token`. Shown only here.
     token: &'a str,
     expires_at: DateTime<Utc>,
 }
@@ -45,6 +49,28 @@ fn flow_disabled() -> ApiError {
     ApiError::forbidden("byok_flow_disabled", "The byok-relay browser flow is not enabled for this app.")
 }
 
+/// Register an anonymous user (byok-relay flow)
+///
+/// For browser-only apps whose tenant turned the byok-relay flow on: creates an anonymous end
+/// user and returns its session token (24 h). Rate-limited per client IP; the page's origin must
+/// be one of the app's allowed origins.
+#[utoipa::path(
+    post,
+    path = "/users",
+    tag = "byok-flow",
+    operation_id = "registerAnonymousUser",
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "The user was registered.", body = Registered),
+        (status = 400, description = "Invalid body.", body = ErrorBody),
+        (status = 403, description = "The flow is off for this app (`byok_flow_disabled`), or the origin is not allowed.", body = ErrorBody),
+        (status = 404, description = "No app with this app_id (`app_not_found`).", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit.", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json.", body = ErrorBody),
+        (status = 429, description = "Too many registrations from this address (`rate_limited`, with `Retry-After`).", body = ErrorBody,
+         headers(("retry-after" = u64, description = "Seconds to wait."))),
+    )
+)]
 pub async fn register(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -62,11 +88,14 @@ pub async fn register(
         )
         .header(RETRY_AFTER, HeaderValue::from(secs.max(1))));
     }
-    let tenant = state
-        .store
-        .find_tenant_by_app_id(body.app_id.trim())
-        .await?
-        .ok_or_else(|| ApiError::not_found("app_not_found", "No app with this app_id exists.").param("app_id"))?;
+    let app_not_found = || ApiError::not_found("app_not_found", "No app with this app_id exists.").param("app_id");
+    let app_id = body.app_id.trim();
+    // A malformed id (control characters, wrong alphabet, too long) cannot name an app; it is
+    // answered like an unknown one without reaching the database.
+    if !crate::tenants::is_well_formed_app_id(app_id) {
+        return Err(app_not_found());
+    }
+    let tenant = state.store.find_tenant_by_app_id(app_id).await?.ok_or_else(app_not_found)?;
     let settings = state.store.get_tenant_settings(tenant.id).await?.unwrap_or_default();
     check_origin_with(&settings, &req)?;
     if !settings.byok_flow_enabled {
@@ -94,12 +123,40 @@ async fn allowed(state: &AppState, session: &BrowserSession, provider: Option<Pr
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = StoreKeyRequest, example = json!({"key": "sk-proj-…"}))]
 pub struct StoreBody {
+    /// The provider API key. Stored encrypted; never returned.
+    #[schema(value_type = String, format = Password)]
     key: SecretString,
+    /// `openai-compatible` only: the server's base URL.
+    #[serde(rename = "baseUrl", alias = "base_url")]
+    base_url: Option<String>,
 }
 
+/// Store a key (byok-relay flow)
+///
+/// Checks the key like `POST /v1/connect` does, then stores it for the session's user,
+/// replacing any key they had for this provider.
+#[utoipa::path(
+    post,
+    path = "/keys/{provider}",
+    tag = "byok-flow",
+    operation_id = "storeKey",
+    security(("session_token" = [])),
+    params(("provider" = ProviderId, Path, description = "The provider the key is for.")),
+    request_body = StoreBody,
+    responses(
+        (status = 200, description = "The key is stored.", body = KeyStored),
+        (status = 400, description = "Invalid body, unknown provider, or a key the provider rejects (`provider_key_malformed`, `provider_key_rejected`).", body = ErrorBody),
+        (status = 401, description = "Missing, invalid, expired or revoked session token.", body = ErrorBody),
+        (status = 403, description = "The flow is off for this app, the origin is not allowed, or the token does not cover this provider.", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit.", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json.", body = ErrorBody),
+        (status = 502, description = "The provider could not be reached to check the key; nothing was stored.", body = ErrorBody),
+    )
+)]
 pub async fn store_key(
     session: BrowserSession,
     state: web::Data<AppState>,
@@ -108,21 +165,39 @@ pub async fn store_key(
 ) -> Result<HttpResponse, ApiError> {
     let provider = parse_provider(&path)?;
     allowed(&state, &session, Some(provider)).await?;
-    let done = state.keys.store_for_end_user(&session.end_user, provider, &body.key, "key").await?;
+    let done =
+        state.keys.store_for_end_user(&session.end_user, provider, &body.key, "key", body.base_url.as_deref()).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(json!({ "provider": done.provider, "fingerprint": done.fingerprint })))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = BrowserKey)]
 struct KeyView {
     provider: String,
     fingerprint: String,
     created_at: DateTime<Utc>,
+    #[schema(required = true)]
     last_used_at: Option<DateTime<Utc>>,
 }
 
+/// List the session user's keys (byok-relay flow)
+///
+/// Providers and fingerprints, never the keys.
+#[utoipa::path(
+    get,
+    path = "/keys",
+    tag = "byok-flow",
+    operation_id = "listKeys",
+    security(("session_token" = [])),
+    responses(
+        (status = 200, description = "The user's stored keys.", body = KeyList),
+        (status = 401, description = "Missing, invalid, expired or revoked session token.", body = ErrorBody),
+        (status = 403, description = "The flow is off for this app, or the origin is not allowed.", body = ErrorBody),
+    )
+)]
 pub async fn list_keys(session: BrowserSession, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     allowed(&state, &session, None).await?;
     let keys: Vec<KeyView> = state
@@ -140,6 +215,22 @@ pub async fn list_keys(session: BrowserSession, state: web::Data<AppState>) -> R
     Ok(HttpResponse::Ok().insert_header(("cache-control", "no-store")).json(json!({ "keys": keys })))
 }
 
+/// Delete a key (byok-relay flow)
+#[utoipa::path(
+    delete,
+    path = "/keys/{provider}",
+    tag = "byok-flow",
+    operation_id = "deleteKey",
+    security(("session_token" = [])),
+    params(("provider" = ProviderId, Path, description = "The provider whose key to delete.")),
+    responses(
+        (status = 200, description = "The key was deleted.", body = KeyDeleted),
+        (status = 400, description = "Unknown provider (`provider_unknown`).", body = ErrorBody),
+        (status = 401, description = "Missing, invalid, expired or revoked session token.", body = ErrorBody),
+        (status = 403, description = "The flow is off for this app, the origin is not allowed, or the token does not cover this provider.", body = ErrorBody),
+        (status = 404, description = "No key for this provider (`enduser_key_missing`).", body = ErrorBody),
+    )
+)]
 pub async fn delete_key(
     session: BrowserSession,
     state: web::Data<AppState>,
@@ -166,4 +257,30 @@ async fn audit(state: &AppState, tenant_id: Uuid, action: &str, target: String) 
     if let Err(e) = state.store.append_audit(&event).await {
         tracing::error!(error = ?e, action, "could not write the audit log");
     }
+}
+
+// Schemas of the answers built with `json!` above, for the OpenAPI document only.
+
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"provider": "openai", "fingerprint": "sk-proj-…WXYZ"}))]
+#[allow(dead_code)] // documentation only
+struct KeyStored {
+    provider: ProviderId,
+    /// Enough of the key to recognise it, never the key.
+    fingerprint: String,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only
+struct KeyList {
+    keys: Vec<KeyView>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"provider": "openai", "deleted": true}))]
+#[allow(dead_code)] // documentation only
+struct KeyDeleted {
+    provider: ProviderId,
+    /// Always true.
+    deleted: bool,
 }

@@ -1,15 +1,16 @@
 //! HTTP routes, one file per resource. Handlers parse input into domain types, call one service,
 //! and shape the answer; the logic lives in the services.
 
-mod byok;
-mod connect;
-mod health;
-mod registration_tokens;
-mod relay;
-mod session_tokens;
-mod unified;
-mod usage;
-mod users;
+// Visible to the crate for `openapi::ApiDoc`, which lists every handler.
+pub(crate) mod byok;
+pub(crate) mod connect;
+pub(crate) mod health;
+pub(crate) mod registration_tokens;
+pub(crate) mod relay;
+pub(crate) mod session_tokens;
+pub(crate) mod unified;
+pub(crate) mod usage;
+pub(crate) mod users;
 pub mod widget;
 
 use actix_web::{web, HttpRequest};
@@ -19,10 +20,12 @@ use crate::error::{for_bare_status, ApiError};
 /// Chat requests carry images and long histories: they get a larger limit than the JSON API.
 pub const MAX_UNIFIED_BODY: usize = 32 * 1024 * 1024;
 
+/// Every route here must be documented in `openapi::ApiDoc` (its tests read this function).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/health").route(web::get().to(health::health)))
         .service(resource("/api/ready").route(web::get().to(health::ready)))
         .service(resource("/metrics").route(web::get().to(health::metrics)))
+        .service(resource("/openapi.json").route(web::get().to(crate::openapi::openapi_json)))
         .service(resource("/v1/registration-tokens").route(web::post().to(registration_tokens::create)))
         .service(resource("/v1/connect").route(web::post().to(connect::connect)))
         .service(resource("/v1/connect/{token}").route(web::get().to(connect::describe)))

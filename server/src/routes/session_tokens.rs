@@ -5,12 +5,12 @@
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::auth::tokens::reveal;
 use crate::auth::TenantAuth;
 use crate::domain::EndUserLabel;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::providers::{accepted_providers, ProviderId};
 use crate::startup::AppState;
 use crate::store::AuditEvent;
@@ -19,23 +19,40 @@ pub const DEFAULT_TTL_SECS: i64 = 15 * 60;
 pub const MIN_TTL_SECS: i64 = 60;
 pub const MAX_TTL_SECS: i64 = 24 * 60 * 60;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = SessionTokenRequest, example = json!({"endUserLabel": "user_123", "expiresIn": 900, "providers": ["openai"]}))]
 pub struct CreateBody {
+    /// An end user of your app who has been given a registration token before.
     end_user_label: String,
-    /// Seconds until the token expires.
+    /// Seconds until the token expires: 60 to 86400, default 900.
+    #[schema(minimum = 60, maximum = 86400)]
     expires_in: Option<i64>,
     /// Providers the token may act for; omitted: all.
+    #[schema(value_type = Option<Vec<ProviderId>>, min_items = 1)]
     providers: Option<Vec<String>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = SessionToken, example = json!({"sessionToken": "eyJhbGciOiJIUzI1NiJ9…", "expiresAt": "2026-01-01T12:15:00Z", "endUserLabel": "user_123", "providers": ["openai"]}))]
 struct Created<'a> {
+    /// Send it as `x-relay-token` from the browser. Shown only here.
     session_token: &'a str,
     expires_at: DateTime<Utc>,
     end_user_label: &'a str,
+    /// The providers the token is limited to; null: all.
+    #[schema(required = true)]
     providers: Option<Vec<ProviderId>>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"endUserLabel": "user_123", "revoked": true}))]
+pub struct RevokedSessions<'a> {
+    end_user_label: &'a str,
+    /// Always true.
+    revoked: bool,
 }
 
 fn parse_providers(raw: Option<Vec<String>>) -> Result<Option<Vec<ProviderId>>, ApiError> {
@@ -63,6 +80,26 @@ fn parse_providers(raw: Option<Vec<String>>) -> Result<Option<Vec<ProviderId>>, 
     Ok(Some(out))
 }
 
+/// Create a session token
+///
+/// A short-lived token that lets one end user's browser call `/relay/…` directly, in the
+/// `x-relay-token` header.
+#[utoipa::path(
+    post,
+    path = "/v1/session-tokens",
+    tag = "developer",
+    operation_id = "createSessionToken",
+    security(("relay_key" = [])),
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The token was created.", body = Created),
+        (status = 400, description = "Invalid body, label, providers (`invalid_providers`, `provider_unknown`) or expiresIn (`invalid_expires_in`).", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked Relay key.", body = ErrorBody),
+        (status = 404, description = "No such end user in your app (`enduser_not_found`).", body = ErrorBody),
+        (status = 413, description = "The body is larger than the limit.", body = ErrorBody),
+        (status = 415, description = "The body is not sent as application/json.", body = ErrorBody),
+    )
+)]
 pub async fn create(
     auth: TenantAuth,
     state: web::Data<AppState>,
@@ -97,6 +134,23 @@ pub async fn create(
     }))
 }
 
+/// Revoke an end user's session tokens
+///
+/// Every session token issued to this end user so far stops working.
+#[utoipa::path(
+    post,
+    path = "/v1/users/{label}/sessions/revoke",
+    tag = "developer",
+    operation_id = "revokeEndUserSessions",
+    security(("relay_key" = [])),
+    params(("label" = String, Path, description = "The end user's label (percent-encoded).", example = "user_123")),
+    responses(
+        (status = 200, description = "The sessions were revoked.", body = RevokedSessions),
+        (status = 400, description = "The label is not valid.", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked Relay key.", body = ErrorBody),
+        (status = 404, description = "No such end user (`enduser_not_found`).", body = ErrorBody),
+    )
+)]
 pub async fn revoke(
     auth: TenantAuth,
     state: web::Data<AppState>,
@@ -117,5 +171,5 @@ pub async fn revoke(
             created_at: Utc::now(),
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "endUserLabel": label.as_str(), "revoked": true })))
+    Ok(HttpResponse::Ok().json(RevokedSessions { end_user_label: label.as_str(), revoked: true }))
 }

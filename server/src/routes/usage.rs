@@ -6,25 +6,86 @@ use std::collections::BTreeMap;
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::TenantAuth;
 use crate::domain::EndUserLabel;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::startup::AppState;
 use crate::store::UsageEvent;
 
 /// The most records one query aggregates; a longer range must be split.
 const MAX_EVENTS: u32 = 200_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
+    /// Only this end user's requests.
+    #[param(example = "user_123")]
     end_user_label: Option<String>,
+    /// Start (inclusive): an RFC 3339 time or a `YYYY-MM-DD` date (midnight UTC). Default: 30
+    /// days before `to`.
+    #[param(example = "2026-01-01")]
     from: Option<String>,
+    /// End (exclusive), same forms. Default: now.
+    #[param(example = "2026-01-31T00:00:00Z")]
     to: Option<String>,
+    /// `day` (default), `model` or `provider`.
+    #[param(inline, value_type = Option<UsageGroupBy>)]
     group_by: Option<String>,
+}
+
+/// How usage is grouped.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Documents the values of `groupBy`, which is parsed by hand.
+enum UsageGroupBy {
+    Day,
+    Model,
+    Provider,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LatencyMs {
+    /// Median request latency in milliseconds (nearest rank).
+    p50: u64,
+    /// 95th percentile, in milliseconds (nearest rank).
+    p95: u64,
+}
+
+/// Totals for one group (or for the whole range).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageBucket {
+    /// The group: a `YYYY-MM-DD` day, a model or a provider; `total` for the totals.
+    key: String,
+    requests: u64,
+    /// Requests that failed (status 400 or above, or no answer).
+    errors: u64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    latency_ms: LatencyMs,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"object": "usage", "groupBy": "day", "from": "2026-01-01T00:00:00Z", "to": "2026-01-31T00:00:00Z", "endUserLabel": null,
+    "total": {"key": "total", "requests": 3, "errors": 1, "promptTokens": 30, "completionTokens": 12, "latencyMs": {"p50": 420, "p95": 900}},
+    "data": [{"key": "2026-01-02", "requests": 3, "errors": 1, "promptTokens": 30, "completionTokens": 12, "latencyMs": {"p50": 420, "p95": 900}}]}))]
+pub struct UsageReport {
+    /// Always `usage`.
+    object: &'static str,
+    #[schema(inline, value_type = UsageGroupBy)]
+    group_by: &'static str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    #[schema(required = true)]
+    end_user_label: Option<String>,
+    total: UsageBucket,
+    /// One entry per group, in key order.
+    data: Vec<UsageBucket>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -67,16 +128,16 @@ struct Bucket {
     latencies: Vec<u64>,
 }
 
-fn summarise(key: &str, b: &mut Bucket) -> serde_json::Value {
+fn summarise(key: &str, b: &mut Bucket) -> UsageBucket {
     b.latencies.sort_unstable();
-    json!({
-        "key": key,
-        "requests": b.requests,
-        "errors": b.errors,
-        "promptTokens": b.prompt_tokens,
-        "completionTokens": b.completion_tokens,
-        "latencyMs": { "p50": percentile(&b.latencies, 0.50), "p95": percentile(&b.latencies, 0.95) },
-    })
+    UsageBucket {
+        key: key.to_owned(),
+        requests: b.requests,
+        errors: b.errors,
+        prompt_tokens: b.prompt_tokens,
+        completion_tokens: b.completion_tokens,
+        latency_ms: LatencyMs { p50: percentile(&b.latencies, 0.50), p95: percentile(&b.latencies, 0.95) },
+    }
 }
 
 fn add(b: &mut Bucket, e: &UsageEvent) {
@@ -89,6 +150,24 @@ fn add(b: &mut Bucket, e: &UsageEvent) {
     b.latencies.push(e.latency_ms);
 }
 
+/// Usage
+///
+/// What your end users did through Relay: requests, errors, tokens and latency percentiles,
+/// grouped by day, model or provider.
+#[utoipa::path(
+    get,
+    path = "/v1/usage",
+    tag = "developer",
+    operation_id = "getUsage",
+    security(("relay_key" = [])),
+    params(UsageQuery),
+    responses(
+        (status = 200, description = "The usage report.", body = UsageReport),
+        (status = 400, description = "Invalid query: unknown parameter, time (`invalid_time`), groupBy (`invalid_group_by`), label, or a range with too many requests (`usage_range_too_large`).", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked Relay key.", body = ErrorBody),
+        (status = 404, description = "No such end user (`enduser_not_found`).", body = ErrorBody),
+    )
+)]
 pub async fn usage(
     auth: TenantAuth,
     state: web::Data<AppState>,
@@ -143,15 +222,15 @@ pub async fn usage(
         GroupBy::Model => "model",
         GroupBy::Provider => "provider",
     };
-    Ok(HttpResponse::Ok().json(json!({
-        "object": "usage",
-        "groupBy": group_name,
-        "from": from,
-        "to": to,
-        "endUserLabel": q.end_user_label,
-        "total": summarise("total", &mut total),
-        "data": data,
-    })))
+    Ok(HttpResponse::Ok().json(UsageReport {
+        object: "usage",
+        group_by: group_name,
+        from,
+        to,
+        end_user_label: q.end_user_label,
+        total: summarise("total", &mut total),
+        data,
+    }))
 }
 
 #[cfg(test)]

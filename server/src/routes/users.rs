@@ -4,30 +4,56 @@
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::auth::TenantAuth;
 use crate::domain::EndUserLabel;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::providers::{accepted_providers, ProviderId};
 use crate::startup::AppState;
 use crate::store::{AuditEvent, EndUser};
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = StoredKey)]
 struct ProviderView {
+    #[schema(value_type = ProviderId)]
     provider: String,
+    /// Enough of the key to recognise it (`sk-proj-…WXYZ`), never the key.
     fingerprint: String,
     created_at: DateTime<Utc>,
+    #[schema(required = true)]
     last_used_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = EndUser, example = json!({"endUserLabel": "user_123", "providers": [{"provider": "openai", "fingerprint": "sk-proj-…WXYZ", "createdAt": "2026-01-01T12:00:00Z", "lastUsedAt": null}], "paid": true}))]
 struct UserView {
     end_user_label: String,
+    /// The providers this user connected a key for.
     providers: Vec<ProviderView>,
+    /// The end user's stored tier flag (requests mark their own tier with `X-Relay-Paid`).
     paid: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"endUserLabel": "user_123", "provider": "openai", "deleted": true}))]
+pub struct DeletedKey<'a> {
+    end_user_label: &'a str,
+    provider: ProviderId,
+    /// Always true.
+    deleted: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"endUserLabel": "user_123", "deleted": true}))]
+pub struct DeletedUser<'a> {
+    end_user_label: &'a str,
+    /// Always true.
+    deleted: bool,
 }
 
 fn label(raw: &str) -> Result<EndUserLabel, ApiError> {
@@ -43,6 +69,23 @@ async fn find_user(state: &AppState, auth: TenantAuth, raw: &str) -> Result<EndU
     state.store.get_end_user(auth.tenant_id, label.as_str()).await?.ok_or_else(user_not_found)
 }
 
+/// Get an end user
+///
+/// Which providers the end user connected, with fingerprints and times. Never the keys.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{label}",
+    tag = "developer",
+    operation_id = "getEndUser",
+    security(("relay_key" = [])),
+    params(("label" = String, Path, description = "The end user's label (1–128 printable characters, percent-encoded).", example = "user_123")),
+    responses(
+        (status = 200, description = "The end user.", body = UserView),
+        (status = 400, description = "The label is not valid.", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked Relay key.", body = ErrorBody),
+        (status = 404, description = "No such end user in your app (`enduser_not_found`).", body = ErrorBody),
+    )
+)]
 pub async fn get(
     auth: TenantAuth,
     state: web::Data<AppState>,
@@ -64,6 +107,24 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(UserView { end_user_label: user.label, providers, paid: user.paid }))
 }
 
+/// Delete one stored key
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{label}/keys/{provider}",
+    tag = "developer",
+    operation_id = "deleteEndUserKey",
+    security(("relay_key" = [])),
+    params(
+        ("label" = String, Path, description = "The end user's label (percent-encoded).", example = "user_123"),
+        ("provider" = ProviderId, Path, description = "The provider whose key to delete."),
+    ),
+    responses(
+        (status = 200, description = "The key was deleted.", body = DeletedKey),
+        (status = 400, description = "The label or provider is not valid (`provider_unknown`).", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked Relay key.", body = ErrorBody),
+        (status = 404, description = "No such end user (`enduser_not_found`), or no key for this provider (`enduser_key_missing`).", body = ErrorBody),
+    )
+)]
 pub async fn delete_key(
     auth: TenantAuth,
     state: web::Data<AppState>,
@@ -82,9 +143,26 @@ pub async fn delete_key(
         return Err(ApiError::not_found("enduser_key_missing", format!("This end user has no stored {provider} key.")));
     }
     audit(&state, auth, "provider_key.delete", format!("end_user:{} provider:{provider}", user.id)).await?;
-    Ok(HttpResponse::Ok().json(json!({ "endUserLabel": user.label, "provider": provider, "deleted": true })))
+    Ok(HttpResponse::Ok().json(DeletedKey { end_user_label: &user.label, provider, deleted: true }))
 }
 
+/// Erase an end user
+///
+/// Deletes the end user and everything stored for them.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{label}",
+    tag = "developer",
+    operation_id = "deleteEndUser",
+    security(("relay_key" = [])),
+    params(("label" = String, Path, description = "The end user's label (percent-encoded).", example = "user_123")),
+    responses(
+        (status = 200, description = "The end user was erased.", body = DeletedUser),
+        (status = 400, description = "The label is not valid.", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked Relay key.", body = ErrorBody),
+        (status = 404, description = "No such end user (`enduser_not_found`).", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     auth: TenantAuth,
     state: web::Data<AppState>,
@@ -93,7 +171,7 @@ pub async fn delete(
     let label = label(&path)?;
     let id = state.store.delete_end_user(auth.tenant_id, label.as_str()).await?.ok_or_else(user_not_found)?;
     audit(&state, auth, "end_user.delete", format!("end_user:{id}")).await?;
-    Ok(HttpResponse::Ok().json(json!({ "endUserLabel": label.as_str(), "deleted": true })))
+    Ok(HttpResponse::Ok().json(DeletedUser { end_user_label: label.as_str(), deleted: true }))
 }
 
 async fn audit(state: &AppState, auth: TenantAuth, action: &str, target: String) -> Result<(), ApiError> {

@@ -11,10 +11,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use serde::Deserialize;
 use sha2::{Digest, Sha256, Sha384};
+use utoipa::IntoParams;
 
 use crate::auth::tokens::RegistrationTokenHash;
 use crate::domain::AllowedOrigin;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::startup::AppState;
 use crate::store::Tenant;
 
@@ -69,13 +70,37 @@ pub fn assets() -> &'static Assets {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AssetQuery {
+    /// The content hash (the `ETag`, also in `X-Relay-Widget-Version`): with the current one the
+    /// answer is cacheable for a year.
     v: Option<String>,
 }
 
 /// `GET /widget.js`: short-cached and revalidated by `ETag`; `GET /widget.js?v=<hash>` (the
 /// hash is the ETag, also in `X-Relay-Widget-Version`) is immutable.
+#[utoipa::path(
+    get,
+    path = "/widget.js",
+    tag = "widget",
+    operation_id = "widgetJs",
+    summary = "The embeddable widget",
+    description = "`Relay.mount(selectorOrElement, {registrationToken, theme, accentColor, locale, onSuccess, onError})`. \
+Short-cached and revalidated by `ETag`; with `?v=<hash>` immutable. Loadable cross-origin (with SRI: \
+`X-Relay-Widget-Integrity`).",
+    params(AssetQuery, ("If-None-Match" = Option<String>, Header, description = "A previous `ETag`.")),
+    responses(
+        (status = 200, description = "The script.", content_type = "text/javascript; charset=utf-8", body = String,
+         headers(
+            ("etag" = String, description = "The content hash, quoted."),
+            ("cache-control" = String, description = "`public, max-age=300`, or a year and `immutable` with the current `?v=`."),
+            ("x-relay-widget-version" = String, description = "The content hash, for `?v=`."),
+            ("x-relay-widget-integrity" = String, description = "The SRI digest (`sha384-…`) for `integrity=`."),
+         )),
+        (status = 304, description = "Not modified (`If-None-Match` matched)."),
+    )
+)]
 pub async fn widget_js(req: HttpRequest, query: web::Query<AssetQuery>) -> HttpResponse {
     let asset = &assets().widget;
     let mut res = serve_asset(&req, asset, query.v.as_deref());
@@ -96,6 +121,26 @@ pub async fn widget_js(req: HttpRequest, query: web::Query<AssetQuery>) -> HttpR
 }
 
 /// `GET /widget/{asset}`: the frame's script, styles and strings.
+#[utoipa::path(
+    get,
+    path = "/widget/{asset}",
+    tag = "widget",
+    operation_id = "widgetAsset",
+    summary = "The widget frame's assets",
+    params(
+        ("asset" = inline(WidgetAssetName), Path, description = "The asset's file name."),
+        AssetQuery,
+        ("If-None-Match" = Option<String>, Header, description = "A previous `ETag`."),
+    ),
+    responses(
+        (status = 200, description = "The asset (`text/javascript` or `text/css`).", content(
+            (String = "text/javascript; charset=utf-8"),
+            (String = "text/css; charset=utf-8"),
+        ), headers(("etag" = String, description = "The content hash, quoted."))),
+        (status = 304, description = "Not modified (`If-None-Match` matched)."),
+        (status = 404, description = "No such asset (`unknown_route`).", body = ErrorBody),
+    )
+)]
 pub async fn asset(
     req: HttpRequest,
     name: web::Path<String>,
@@ -134,20 +179,55 @@ fn serve_asset(req: &HttpRequest, asset: &Asset, requested: Option<&str>) -> Htt
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FrameQuery {
+    /// The app's public app id.
+    #[param(example = "app_8Jk2…")]
     app: Option<String>,
+    /// The origin of the page that mounts the widget; must be one of the app's allowed origins.
+    #[param(example = "https://app.example.com")]
     origin: Option<String>,
+    /// `light` (default), `dark` or `auto`.
     theme: Option<String>,
+    /// `en` (default) or `ko`.
     locale: Option<String>,
+}
+
+/// The frame's asset files.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only: `asset` matches the names
+enum WidgetAssetName {
+    #[schema(rename = "app.js")]
+    AppJs,
+    #[schema(rename = "app.css")]
+    AppCss,
+    #[schema(rename = "strings.js")]
+    StringsJs,
 }
 
 /// `GET /widget/frame?app=app_…&origin=…`: the key form, framed by the widget. The app id is
 /// public; the registration token never appears here (it arrives by postMessage). The page
 /// may be framed only by the tenant's allowed origins, and talks only to the `origin` the
 /// widget named when that is one of them.
+#[utoipa::path(
+    get,
+    path = "/widget/frame",
+    tag = "widget",
+    operation_id = "widgetFrame",
+    summary = "The widget's frame page",
+    description = "The key form the widget frames. The registration token never appears in its URL (it arrives by \
+`postMessage`). Framable only by the app's allowed origins (`Content-Security-Policy: frame-ancestors`); an unknown \
+app or origin renders an error page.",
+    params(FrameQuery),
+    responses(
+        (status = 200, description = "The HTML page.", content_type = "text/html; charset=utf-8", body = String,
+         headers(("content-security-policy" = String, description = "`frame-ancestors` lists the app's allowed origins."))),
+        (status = 400, description = "The query string is not valid (`invalid_query`).", body = ErrorBody),
+    )
+)]
 pub async fn frame(state: web::Data<AppState>, query: web::Query<FrameQuery>) -> Result<HttpResponse, ApiError> {
-    let tenant = match query.app.as_deref().filter(|a| !a.is_empty() && a.len() <= 64) {
+    let tenant = match query.app.as_deref().filter(|a| crate::tenants::is_well_formed_app_id(a)) {
         Some(app) => state.store.find_tenant_by_app_id(app).await?,
         None => None,
     };
@@ -175,12 +255,21 @@ pub async fn frame(state: web::Data<AppState>, query: web::Query<FrameQuery>) ->
     Ok(page.respond(&origins))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConnectQuery {
+    /// The registration token (`rrt-…`); the page removes it from the address bar on load.
+    #[param(example = "rrt-3kTq9…")]
     token: Option<String>,
+    /// Where to send the result; followed only when its origin is one of the app's allowed
+    /// origins.
+    #[param(example = "https://app.example.com/connected")]
     redirect_uri: Option<String>,
+    /// Passed back with the redirect (up to 512 characters).
     state: Option<String>,
+    /// `light` (default), `dark` or `auto`.
     theme: Option<String>,
+    /// `en` (default) or `ko`.
     locale: Option<String>,
 }
 
@@ -189,6 +278,21 @@ pub struct ConnectQuery {
 /// on load. The result goes to the native bridges, the parent window (allowed origins only),
 /// and `redirect_uri` when its origin is one of the tenant's allowed origins; any other
 /// `redirect_uri` is refused on the page and never followed.
+#[utoipa::path(
+    get,
+    path = "/connect",
+    tag = "widget",
+    operation_id = "connectPage",
+    summary = "The hosted connect page",
+    description = "The widget full-screen, for native apps' WebViews. The result goes to \
+`window.ReactNativeWebView.postMessage`, `window.webkit.messageHandlers.relay.postMessage`, \
+`window.parent.postMessage` (allowed origins only), and `redirect_uri` when its origin is allowed.",
+    params(ConnectQuery),
+    responses(
+        (status = 200, description = "The HTML page.", content_type = "text/html; charset=utf-8", body = String),
+        (status = 400, description = "The query string is not valid (`invalid_query`).", body = ErrorBody),
+    )
+)]
 pub async fn connect_page(
     state: web::Data<AppState>,
     query: web::Query<ConnectQuery>,

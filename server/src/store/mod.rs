@@ -157,6 +157,8 @@ pub struct StoredProviderKey {
     pub sealed: SealedKey,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// `openai-compatible` only: the normalised base URL the key was stored for.
+    pub base_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,6 +14,7 @@ use crate::vault::SealedKey;
 const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql")),
     (2, "sessions", include_str!("../../../migrations/postgres/0002_sessions.sql")),
+    (3, "base_url", include_str!("../../../migrations/postgres/0003_base_url.sql")),
 ]);
 
 pub struct PgStore {
@@ -51,6 +52,7 @@ fn provider_key(row: &PgRow) -> Result<StoredProviderKey> {
         },
         created_at: row.try_get("created_at")?,
         last_used_at: row.try_get("last_used_at")?,
+        base_url: row.try_get("base_url")?,
     })
 }
 
@@ -107,10 +109,10 @@ const SIGNING_KEY_COLUMNS: &str = "id, name, kek_version, wrapped_dek, ciphertex
 /// registration token (inside its transaction) and by the byok flow.
 async fn upsert_key<'e>(executor: impl sqlx::PgExecutor<'e>, key: &StoredProviderKey) -> Result<()> {
     sqlx::query(&format!(
-        "INSERT INTO provider_keys ({PROVIDER_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+        "INSERT INTO provider_keys ({PROVIDER_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (end_user_id, provider) DO UPDATE SET id = EXCLUDED.id, fingerprint = EXCLUDED.fingerprint, \
          kek_version = EXCLUDED.kek_version, wrapped_dek = EXCLUDED.wrapped_dek, ciphertext = EXCLUDED.ciphertext, \
-         created_at = EXCLUDED.created_at, last_used_at = NULL"
+         created_at = EXCLUDED.created_at, last_used_at = NULL, base_url = EXCLUDED.base_url"
     ))
     .bind(key.id)
     .bind(key.tenant_id)
@@ -122,6 +124,7 @@ async fn upsert_key<'e>(executor: impl sqlx::PgExecutor<'e>, key: &StoredProvide
     .bind(&key.sealed.ciphertext)
     .bind(key.created_at)
     .bind(key.last_used_at)
+    .bind(&key.base_url)
     .execute(executor)
     .await?;
     Ok(())
@@ -132,7 +135,7 @@ fn kek_i32(v: KekVersion) -> Result<i32> {
 }
 
 const PROVIDER_KEY_COLUMNS: &str =
-    "id, tenant_id, end_user_id, provider, fingerprint, kek_version, wrapped_dek, ciphertext, created_at, last_used_at";
+    "id, tenant_id, end_user_id, provider, fingerprint, kek_version, wrapped_dek, ciphertext, created_at, last_used_at, base_url";
 
 #[async_trait]
 impl Store for PgStore {

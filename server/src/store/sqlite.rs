@@ -19,6 +19,7 @@ use crate::vault::SealedKey;
 const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (1, "initial", include_str!("../../../migrations/sqlite/0001_initial.sql")),
     (2, "sessions", include_str!("../../../migrations/sqlite/0002_sessions.sql")),
+    (3, "base_url", include_str!("../../../migrations/sqlite/0003_base_url.sql")),
 ]);
 
 pub struct SqliteStore {
@@ -102,6 +103,7 @@ fn provider_key(row: &SqliteRow) -> Result<StoredProviderKey> {
         },
         created_at: time(row, "created_at")?,
         last_used_at: opt_ms(row, "last_used_at")?,
+        base_url: row.try_get("base_url")?,
     })
 }
 
@@ -159,10 +161,10 @@ const SIGNING_KEY_COLUMNS: &str = "id, name, kek_version, wrapped_dek, ciphertex
 /// registration token (inside its transaction) and by the byok flow.
 async fn upsert_key<'e>(executor: impl sqlx::SqliteExecutor<'e>, key: &StoredProviderKey) -> Result<()> {
     sqlx::query(&format!(
-        "INSERT INTO provider_keys ({PROVIDER_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+        "INSERT INTO provider_keys ({PROVIDER_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
          ON CONFLICT (end_user_id, provider) DO UPDATE SET id = excluded.id, fingerprint = excluded.fingerprint, \
          kek_version = excluded.kek_version, wrapped_dek = excluded.wrapped_dek, ciphertext = excluded.ciphertext, \
-         created_at = excluded.created_at, last_used_at = NULL"
+         created_at = excluded.created_at, last_used_at = NULL, base_url = excluded.base_url"
     ))
     .bind(key.id.to_string())
     .bind(key.tenant_id.to_string())
@@ -174,13 +176,14 @@ async fn upsert_key<'e>(executor: impl sqlx::SqliteExecutor<'e>, key: &StoredPro
     .bind(&key.sealed.ciphertext)
     .bind(ms(key.created_at))
     .bind(key.last_used_at.map(ms))
+    .bind(&key.base_url)
     .execute(executor)
     .await?;
     Ok(())
 }
 
 const PROVIDER_KEY_COLUMNS: &str =
-    "id, tenant_id, end_user_id, provider, fingerprint, kek_version, wrapped_dek, ciphertext, created_at, last_used_at";
+    "id, tenant_id, end_user_id, provider, fingerprint, kek_version, wrapped_dek, ciphertext, created_at, last_used_at, base_url";
 
 #[async_trait]
 impl Store for SqliteStore {
