@@ -1,7 +1,6 @@
 //! What browsers may do. CORS: the browser-facing routes (`/users`, `/keys…`, `/v1/connect…`,
 //! `/relay/…`) answer only origins a tenant allows; every other route ignores `Origin` and never
-//! sends CORS headers. And how often one client IP may register an anonymous end user in the
-//! byok-relay flow.
+//! sends CORS headers. And who the client is, behind trusted proxies, for per-IP limits.
 //!
 //! A preflight carries no credentials, so it is allowed when ANY tenant allows its origin (an
 //! in-memory set, refreshed from the store). The actual request carries a session or
@@ -10,7 +9,6 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -21,10 +19,7 @@ use actix_web::http::header::{ACCESS_CONTROL_REQUEST_METHOD, ORIGIN};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
-use governor::clock::Clock;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -55,7 +50,15 @@ pub const ALLOWED_HEADERS: &[&str] = &[
 ];
 
 /// Response headers a page may read.
-pub const EXPOSED_HEADERS: &[&str] = &["x-relay-request-id", "x-request-id", "retry-after"];
+pub const EXPOSED_HEADERS: &[&str] = &[
+    "x-relay-request-id",
+    "x-request-id",
+    "retry-after",
+    "retry-after-ms",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+];
 
 /// How long browsers may cache a preflight answer.
 const PREFLIGHT_MAX_AGE_SECS: usize = 600;
@@ -64,8 +67,6 @@ const ORIGINS_FRESH_FOR: Duration = Duration::from_secs(30);
 /// An unknown origin re-reads the set at most this often, so a newly allowed origin works
 /// within a second while a flood of foreign origins costs one query a second at most.
 const ORIGINS_MISS_REFRESH: Duration = Duration::from_secs(1);
-/// Past this many tracked client IPs, forget those whose limit has fully recovered.
-const LIMITER_MAX_KEYS: usize = 100_000;
 
 /// The routes a browser calls, and the only ones that answer with CORS headers.
 pub fn is_browser_path(path: &str) -> bool {
@@ -78,18 +79,10 @@ pub fn is_browser_path(path: &str) -> bool {
 }
 
 /// `relay serve` settings for the browser flow.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct BrowserConfig {
-    /// Anonymous registrations (`POST /users`) one client IP may make per minute (also the burst).
-    pub registrations_per_minute: NonZeroU32,
     /// Proxies whose `X-Forwarded-For` is believed; the peer address is used otherwise.
     pub trusted_proxies: Vec<IpNet>,
-}
-
-impl Default for BrowserConfig {
-    fn default() -> Self {
-        Self { registrations_per_minute: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN), trusted_proxies: Vec::new() }
-    }
 }
 
 /// Parses `RELAY_TRUSTED_PROXIES`: IPs or CIDRs, separated by commas or spaces.
@@ -105,10 +98,9 @@ pub fn parse_trusted_proxies(raw: &str) -> Result<Vec<IpNet>, String> {
         .collect()
 }
 
-/// The browser side of the app state: known origins and the registration limiter.
+/// The browser side of the app state: known origins and who the client is.
 pub struct BrowserAccess {
     origins: Arc<OriginCache>,
-    registrations: DefaultKeyedRateLimiter<[u8; 32]>,
     trusted_proxies: Vec<IpNet>,
 }
 
@@ -126,7 +118,6 @@ impl BrowserAccess {
                 state: RwLock::new(CacheState { origins: HashSet::new(), loaded_at: None }),
                 refresh: tokio::sync::Mutex::new(()),
             }),
-            registrations: RateLimiter::keyed(Quota::per_minute(config.registrations_per_minute)),
             trusted_proxies: config.trusted_proxies.clone(),
         }
     }
@@ -174,21 +165,13 @@ impl BrowserAccess {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 
-    /// Takes one registration from this client's allowance; `Err` says how long to wait.
-    /// Keyed by a SHA-256 of the address (IPv6: of its /64), so no address is kept in memory.
-    pub fn check_registration(&self, ip: IpAddr) -> Result<(), Duration> {
-        let mut hasher = Sha256::new();
+    /// The identity a per-IP limit counts against: the address, or for IPv6 its /64 (one
+    /// client usually holds a whole /64). Hashed by the limiter before it is stored.
+    pub fn limiter_identity(ip: IpAddr) -> Vec<u8> {
         match ip {
-            IpAddr::V4(v4) => hasher.update(v4.octets()),
-            IpAddr::V6(v6) => hasher.update(&v6.octets()[..8]),
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => v6.octets()[..8].to_vec(),
         }
-        let key: [u8; 32] = hasher.finalize().into();
-        if self.registrations.len() > LIMITER_MAX_KEYS {
-            self.registrations.retain_recent();
-        }
-        self.registrations
-            .check_key(&key)
-            .map_err(|not_until| not_until.wait_time_from(self.registrations.clock().now()))
     }
 }
 

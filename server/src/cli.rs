@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server (embedded SQLite in ./relay-data when DATABASE_URL is unset).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate(StoreArgs),
     /// Manage tenants (app developers).
@@ -56,8 +56,8 @@ pub enum TenantCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Change a tenant's browser settings and print them with its app id. Without flags,
-    /// only prints them.
+    /// Change a tenant's browser settings, rate limits and free tier, and print them with its
+    /// app id. Without flags, only prints them.
     Update {
         /// The tenant id (from `tenant create`).
         #[arg(long)]
@@ -72,11 +72,45 @@ pub enum TenantCommand {
         /// Turn the byok-relay browser flow (POST /users, /keys) on or off.
         #[arg(long, value_enum, value_name = "on|off")]
         byok_flow: Option<Switch>,
+        /// Requests per rly- key: `<count>/<s|min|hour|day>`, `off`, or `default` (the server's).
+        #[arg(long, value_name = "LIMIT")]
+        rate_limit_key: Option<LimitArg>,
+        /// Provider calls per paid-tier end user: a rate, `off`, or `default`.
+        #[arg(long, value_name = "LIMIT")]
+        rate_limit_user: Option<LimitArg>,
+        /// Provider calls per free-tier end user (`X-Relay-Paid: false`): a rate, `off`, or `default`.
+        #[arg(long, value_name = "LIMIT")]
+        rate_limit_free_user: Option<LimitArg>,
+        /// A model glob free-tier end users may call (`gpt-4o-mini`, `claude-haiku-*`); repeat
+        /// for several. Replaces the tenant's list. Without any, free users may call every model.
+        #[arg(long = "free-model", value_name = "GLOB")]
+        free_models: Vec<String>,
+        /// Let free-tier end users call every model again.
+        #[arg(long, conflicts_with = "free_models")]
+        clear_free_models: bool,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
+}
+
+/// A tenant's limit as given on the command line: `default` drops the tenant's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitArg(Option<crate::ratelimit::Limit>);
+
+impl std::str::FromStr for LimitArg {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        if raw.trim().eq_ignore_ascii_case("default") {
+            return Ok(Self(None));
+        }
+        raw.parse().map(|l| Self(Some(l)))
+    }
+}
+
+fn shown_limit(own: Option<crate::ratelimit::Limit>) -> String {
+    own.map_or_else(|| "server default".to_owned(), |l| l.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -147,7 +181,7 @@ async fn open_store(args: &StoreArgs) -> anyhow::Result<(DynStore, crate::config
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => {
             telemetry::init(telemetry::LogFormat::Pretty);
             let (store, _) = open_store(&args).await?;
@@ -178,6 +212,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             id,
             allowed_origins,
             clear_allowed_origins,
+            rate_limit_key,
+            rate_limit_user,
+            rate_limit_free_user,
+            free_models,
+            clear_free_models,
             byok_flow,
             json,
             store,
@@ -204,6 +243,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(switch) = byok_flow {
                 settings.byok_flow_enabled = switch == Switch::On;
             }
+            if let Some(LimitArg(l)) = rate_limit_key {
+                settings.rate_limit_api_key = l;
+            }
+            if let Some(LimitArg(l)) = rate_limit_user {
+                settings.rate_limit_end_user = l;
+            }
+            if let Some(LimitArg(l)) = rate_limit_free_user {
+                settings.rate_limit_free_end_user = l;
+            }
+            if let Some(bad) = free_models.iter().find(|p| !crate::ratelimit::valid_model_pattern(p)) {
+                anyhow::bail!("--free-model {bad:?} is not a model name or glob (printable, no spaces)");
+            }
+            if !free_models.is_empty() {
+                settings.free_models =
+                    free_models.into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            }
+            if clear_free_models {
+                settings.free_models.clear();
+            }
             if settings != before {
                 anyhow::ensure!(store.update_tenant_settings(id, &settings).await?, "No tenant with that id");
                 store
@@ -223,6 +281,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "appId": tenant.app_id,
                     "byokFlow": settings.byok_flow_enabled,
                     "allowedOrigins": settings.allowed_origins,
+                    "rateLimits": {
+                        "apiKey": settings.rate_limit_api_key.map(|l| l.to_string()),
+                        "endUser": settings.rate_limit_end_user.map(|l| l.to_string()),
+                        "freeEndUser": settings.rate_limit_free_end_user.map(|l| l.to_string()),
+                    },
+                    "freeModels": settings.free_models,
                 });
                 writeln!(out(), "{v}")?;
             } else {
@@ -236,6 +300,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     settings.allowed_origins.join(", ")
                 };
                 writeln!(o, "  allowed origins: {origins}")?;
+                writeln!(o, "  per rly- key:    {}", shown_limit(settings.rate_limit_api_key))?;
+                writeln!(o, "  per end user:    {}", shown_limit(settings.rate_limit_end_user))?;
+                writeln!(o, "  per free user:   {}", shown_limit(settings.rate_limit_free_end_user))?;
+                let free = if settings.free_models.is_empty() {
+                    "(every model)".to_owned()
+                } else {
+                    settings.free_models.join(", ")
+                };
+                writeln!(o, "  free-tier models: {free}")?;
             }
             Ok(())
         }

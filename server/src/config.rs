@@ -152,9 +152,30 @@ pub struct ServeArgs {
     /// Seconds in-flight requests and streams may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "RELAY_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
-    /// Anonymous byok-flow registrations (POST /users) one client IP may make per minute.
-    #[arg(long, env = "RELAY_BYOK_REGISTRATIONS_PER_MINUTE", default_value_t = 10)]
-    pub byok_registrations_per_minute: u32,
+    /// Requests per `rly-` key (`<count>/<s|min|hour|day>`, or `off`); a tenant may override.
+    #[arg(long, env = "RELAY_RATE_LIMIT_KEY", default_value = "100/s")]
+    pub rate_limit_key: crate::ratelimit::Limit,
+    /// Provider calls per end user on the paid tier; a tenant may override.
+    #[arg(long, env = "RELAY_RATE_LIMIT_USER", default_value = "120/min")]
+    pub rate_limit_user: crate::ratelimit::Limit,
+    /// Provider calls per end user on the free tier (`X-Relay-Paid: false`); a tenant may override.
+    #[arg(long, env = "RELAY_RATE_LIMIT_FREE_USER", default_value = "20/min")]
+    pub rate_limit_free_user: crate::ratelimit::Limit,
+    /// Anonymous byok-flow registrations (POST /users) per client IP.
+    #[arg(long, env = "RELAY_RATE_LIMIT_REGISTRATION", default_value = "10/min")]
+    pub rate_limit_registration: crate::ratelimit::Limit,
+    /// Key-connect calls (GET /v1/connect/{token}, POST /v1/connect) per client IP.
+    #[arg(long, env = "RELAY_RATE_LIMIT_CONNECT", default_value = "30/min")]
+    pub rate_limit_connect: crate::ratelimit::Limit,
+    /// Redis shared by every relay node for rate limits (`redis://host:6379`); in memory without.
+    #[arg(long, env = "RELAY_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of Relay's keys in Redis.
+    #[arg(long, env = "RELAY_REDIS_PREFIX", default_value = "relay:rl:")]
+    pub redis_prefix: String,
+    /// Seconds a node trusts a tenant's limits and free-tier models before reading them again.
+    #[arg(long, env = "RELAY_SETTINGS_CACHE_TTL", default_value_t = 5)]
+    pub settings_cache_ttl_secs: u64,
     /// Proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client.
     #[arg(long, env = "RELAY_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,
@@ -164,6 +185,14 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, env = "RELAY_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: crate::telemetry::LogFormat,
+}
+
+/// Where rate-limit state is shared.
+#[derive(Clone)]
+pub struct RedisConfig {
+    /// May carry a password: never printed as it is.
+    pub url: SecretString,
+    pub prefix: String,
 }
 
 /// The server's configuration, resolved and ready for `Application::build`.
@@ -176,8 +205,14 @@ pub struct Config {
     pub max_relay_body_bytes: usize,
     pub upstream_timeouts: crate::providers::UpstreamTimeouts,
     pub workers: Option<usize>,
-    /// Browser flow: registration rate limit and trusted proxies.
+    /// Browser flow: trusted proxies.
     pub browser: crate::browser::BrowserConfig,
+    /// Default rate limits (tenants may override some).
+    pub limits: crate::ratelimit::Limits,
+    /// Shared rate-limit state for several nodes; in memory when `None`.
+    pub redis: Option<RedisConfig>,
+    /// How long tenant limits and free-tier models are cached per node (zero: not cached).
+    pub settings_cache_ttl: Duration,
     pub metrics_listen: Option<String>,
     pub shutdown_timeout_secs: u64,
     /// Where `openai-compatible` keys may send requests (RELAY_ALLOW_UPSTREAM_HOSTS,
@@ -203,9 +238,19 @@ impl Config {
                 idle: Duration::from_secs(args.upstream_idle_timeout_secs),
             },
             workers: args.workers,
+            limits: crate::ratelimit::Limits {
+                api_key: args.rate_limit_key,
+                end_user: args.rate_limit_user,
+                free_end_user: args.rate_limit_free_user,
+                registration: args.rate_limit_registration,
+                connect: args.rate_limit_connect,
+            },
+            redis: args
+                .redis_url
+                .as_ref()
+                .map(|url| RedisConfig { url: SecretString::from(url.clone()), prefix: args.redis_prefix.clone() }),
+            settings_cache_ttl: Duration::from_secs(args.settings_cache_ttl_secs),
             browser: crate::browser::BrowserConfig {
-                registrations_per_minute: std::num::NonZeroU32::new(args.byok_registrations_per_minute)
-                    .context("RELAY_BYOK_REGISTRATIONS_PER_MINUTE must be 1 or more")?,
                 trusted_proxies: crate::browser::parse_trusted_proxies(&args.trusted_proxies)
                     .map_err(|e| anyhow::anyhow!("RELAY_TRUSTED_PROXIES: {e}"))?,
             },

@@ -34,6 +34,8 @@ pub struct Caller {
     pub api_key_id: Option<Uuid>,
     pub end_user: EndUser,
     pub paid: bool,
+    /// A free-tier caller of a tenant with a model allowlist: the allowed model globs.
+    pub free_models: Option<std::sync::Arc<[String]>>,
     /// When the request arrived (after authentication), for latency and overhead.
     pub started: Instant,
 }
@@ -406,6 +408,7 @@ pub async fn chat(state: web::Data<AppState>, caller: Caller, raw: &[u8]) -> Res
         );
     }
     let route = route(&model)?;
+    crate::ratelimit::check_free_model(&caller, &[&model, &route.upstream_model])?;
     let opened = open_key(&state, &caller, route.provider).await?;
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let include_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
@@ -739,6 +742,7 @@ pub async fn embeddings(state: web::Data<AppState>, caller: Caller, raw: &[u8]) 
         )
         .param("model"));
     }
+    crate::ratelimit::check_free_model(&caller, &[&model, &route.upstream_model])?;
     let opened = open_key(&state, &caller, route.provider).await?;
     let prepared = match dialect(route.provider) {
         Dialect::OpenAi | Dialect::Anthropic => {
@@ -800,7 +804,12 @@ pub async fn models(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
     let mut data = Vec::new();
     for (provider, result) in futures::future::join_all(lists).await {
         match result {
-            Ok(models) => data.extend(models),
+            // A free-tier user sees the models they may call.
+            Ok(models) => data.extend(models.into_iter().filter(|m| {
+                let id = m.get("id").and_then(Value::as_str).unwrap_or_default();
+                let bare = id.split_once('/').map_or(id, |(_, rest)| rest);
+                crate::ratelimit::check_free_model(&caller, &[id, bare]).is_ok()
+            })),
             Err(e) => tracing::warn!(%provider, error = ?e, "could not list models"),
         }
     }

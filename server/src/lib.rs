@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod passthrough;
 pub mod providers;
+pub mod ratelimit;
 pub mod routes;
 pub mod sse;
 pub mod ssrf;

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub tokens: IntCounterVec,
     pub key_decrypt_failures: IntCounter,
     pub rate_limited: IntCounterVec,
+    pub rate_limit_backend_errors: IntCounter,
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
@@ -71,6 +72,10 @@ impl Metrics {
                 Opts::new("rate_limited_total", "Requests refused by a rate limit, by limit scope"),
                 &["scope"],
             )?,
+            rate_limit_backend_errors: IntCounter::new(
+                "rate_limit_backend_errors_total",
+                "Rate-limit checks Redis did not answer, decided by this node alone",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.http_requests.clone()))?;
@@ -82,6 +87,7 @@ impl Metrics {
         m.registry.register(Box::new(m.tokens.clone()))?;
         m.registry.register(Box::new(m.key_decrypt_failures.clone()))?;
         m.registry.register(Box::new(m.rate_limited.clone()))?;
+        m.registry.register(Box::new(m.rate_limit_backend_errors.clone()))?;
         Ok(m)
     }
 

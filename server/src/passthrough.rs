@@ -10,6 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures::StreamExt;
+use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::gateway::{self, Caller};
@@ -164,6 +165,45 @@ fn filtered_query(query: &str) -> String {
     query.split('&').filter(|p| !p.is_empty() && !p.starts_with("key=")).collect::<Vec<_>>().join("&")
 }
 
+/// A request body read whole for the free-tier model check.
+struct Buffered {
+    bytes: Bytes,
+    had_body: bool,
+}
+
+/// The models a passthrough request names: `models/{model}:verb` in the path (Gemini) and the
+/// body's `model` field.
+async fn check_free_tier_body(
+    caller: &Caller,
+    path: &str,
+    mut body: web::Payload,
+    max_body: usize,
+) -> Result<Buffered, ApiError> {
+    let mut buf = bytes::BytesMut::new();
+    let mut had_body = false;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::invalid_request("invalid_body", format!("The body could not be read: {e}.")))?;
+        had_body = true;
+        if buf.len() + chunk.len() > max_body {
+            return Err(too_large(max_body));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if let Some(model) =
+        path.split('/').find_map(|seg| seg.split_once(':').map(|(m, _)| m)).filter(|_| path.contains("/models/"))
+    {
+        crate::ratelimit::check_free_model(caller, &[model])?;
+    }
+    if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&buf) {
+        if let Some(model) = map.get("model") {
+            let name = model.as_str().unwrap_or_default();
+            crate::ratelimit::check_free_model(caller, &[name, name.split_once('/').map_or(name, |(_, m)| m)])?;
+        }
+    }
+    Ok(Buffered { bytes: buf.freeze(), had_body })
+}
+
 pub async fn forward(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -191,6 +231,12 @@ pub async fn forward(
     {
         return Err(too_large(max_body));
     }
+    // A free-tier caller with a model allowlist: the model named in the path (Gemini) or in the
+    // JSON body must be allowed, so the body is read here (it is small) instead of streamed.
+    let (buffered, body) = match caller.free_models.is_some() {
+        true => (Some(check_free_tier_body(&caller, &path, body, max_body).await?), None),
+        false => (None, Some(body)),
+    };
 
     let (row, key) =
         state.keys.open(&caller.end_user, provider).await.inspect_err(|e| gateway::count_decrypt_failure(&state, e))?;
@@ -258,8 +304,17 @@ pub async fn forward(
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let over_limit = std::rc::Rc::new(std::cell::Cell::new(false));
     let flag = over_limit.clone();
+    let body = match buffered {
+        Some(Buffered { bytes, had_body }) => {
+            if had_body {
+                let _ = tx.try_send(Ok(bytes));
+            }
+            None
+        }
+        None => body,
+    };
     actix_web::rt::spawn(async move {
-        let mut body = body;
+        let Some(mut body) = body else { return };
         let mut seen = 0usize;
         while let Some(chunk) = body.next().await {
             let item = match chunk {

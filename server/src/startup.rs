@@ -16,6 +16,7 @@ use crate::error::{json_error, ApiError};
 use crate::keys::KeyService;
 use crate::metrics::Metrics;
 use crate::providers::Upstreams;
+use crate::ratelimit::{RateLimiter, TenantPolicies};
 use crate::store::{self, DynStore};
 use crate::vault::Vault;
 use crate::{auth, routes, telemetry};
@@ -26,8 +27,12 @@ pub struct AppState {
     pub keys: KeyService,
     /// Session tokens (`x-relay-token`) for browser calls.
     pub sessions: SessionService,
-    /// CORS origins and the byok-flow registration limit.
+    /// CORS origins and client addresses.
     pub browser: BrowserAccess,
+    /// Rate limits, in memory or shared through Redis.
+    pub limiter: RateLimiter,
+    /// Tenants' own limits and free tiers, cached.
+    pub policies: TenantPolicies,
     pub public_url: Option<String>,
     pub max_relay_body_bytes: usize,
     pub metrics: Arc<Metrics>,
@@ -61,14 +66,26 @@ impl Application {
         let keys = KeyService::new(store.clone(), vault, upstreams, config.verify_provider_keys, timeouts.key_check);
         let sessions = SessionService::load(store.clone(), keys.vault()).await?;
         let browser = BrowserAccess::new(store.clone(), &config.browser, config.public_url.as_deref());
+        let metrics = Arc::new(Metrics::new()?);
+        let limiter = match &config.redis {
+            Some(redis) => {
+                use secrecy::ExposeSecret;
+                RateLimiter::with_redis(config.limits, metrics.clone(), redis.url.expose_secret(), &redis.prefix)
+                    .await?
+            }
+            None => RateLimiter::in_memory(config.limits, metrics.clone()),
+        };
+        let policies = TenantPolicies::new(store.clone(), config.settings_cache_ttl);
         let state = web::Data::new(AppState {
             store,
             keys,
             sessions,
             browser,
+            limiter,
+            policies,
             public_url: config.public_url,
             max_relay_body_bytes: config.max_relay_body_bytes,
-            metrics: Arc::new(Metrics::new()?),
+            metrics,
             metrics_elsewhere: config.metrics_listen.is_some(),
         });
         let metrics_server = match &config.metrics_listen {

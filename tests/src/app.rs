@@ -31,8 +31,25 @@ pub struct SpawnOptions {
     pub verify_provider_keys: bool,
     pub max_body_bytes: usize,
     pub idle_timeout: Duration,
-    /// Registration rate limit and trusted proxies of the byok flow.
+    /// Trusted proxies of the byok flow.
     pub browser: relay::browser::BrowserConfig,
+    /// Default: only the per-IP registration limit (10/min), so tests that send many requests
+    /// are not limited; the rate-limit tests set their own.
+    pub limits: relay::ratelimit::Limits,
+    pub redis: Option<relay::config::RedisConfig>,
+    pub settings_cache_ttl: Duration,
+}
+
+/// No limits but the server's default for anonymous registrations.
+pub fn test_limits() -> relay::ratelimit::Limits {
+    use relay::ratelimit::{Limit, Limits};
+    Limits {
+        api_key: Limit::Off,
+        end_user: Limit::Off,
+        free_end_user: Limit::Off,
+        registration: Limits::default().registration,
+        connect: Limit::Off,
+    }
 }
 
 impl Default for SpawnOptions {
@@ -42,6 +59,9 @@ impl Default for SpawnOptions {
             max_body_bytes: 64 * 1024,
             idle_timeout: Duration::from_secs(30),
             browser: Default::default(),
+            limits: test_limits(),
+            redis: None,
+            settings_cache_ttl: Duration::ZERO,
         }
     }
 }
@@ -77,6 +97,9 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
         },
         workers: Some(2),
         browser: options.browser,
+        limits: options.limits,
+        redis: options.redis,
+        settings_cache_ttl: options.settings_cache_ttl,
         metrics_listen: None,
         shutdown_timeout_secs: 5,
         // The mock provider listens on loopback: allow it, as an operator would a LAN server.

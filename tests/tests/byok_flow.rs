@@ -3,8 +3,6 @@
 //! default, rate-limited per client IP), storing / listing / deleting one's own keys with the
 //! session token, per-tenant origins on preflights and actual requests, and `relay tenant update`.
 
-use std::num::NonZeroU32;
-
 use relay::store::TenantSettings;
 use relay_tests::app::{assert_error, spawn_app, spawn_app_with, SpawnOptions, TestApp};
 use relay_tests::process::run_cli;
@@ -39,8 +37,11 @@ const FOREIGN: &str = "https://evil.example.net";
 // Helpers
 
 async fn configure(app: &TestApp, tenant: uuid::Uuid, flow: bool, origins: &[&str]) {
-    let settings =
-        TenantSettings { byok_flow_enabled: flow, allowed_origins: origins.iter().map(|o| (*o).to_owned()).collect() };
+    let settings = TenantSettings {
+        byok_flow_enabled: flow,
+        allowed_origins: origins.iter().map(|o| (*o).to_owned()).collect(),
+        ..Default::default()
+    };
     assert!(app.store.update_tenant_settings(tenant, &settings).await.expect("store"));
 }
 
@@ -389,7 +390,7 @@ async fn registrations_are_rate_limited(backend: Backend) {
     let retry: u64 = header(&res, "retry-after").expect("Retry-After").parse().expect("seconds");
     assert!((1..=60).contains(&retry), "{retry}");
     assert_eq!(header(&res, "access-control-allow-origin").as_deref(), Some(ORIGIN), "the page can read the 429");
-    assert_error(res, 429, "rate_limited").await;
+    assert_error(res, 429, "rate_limit_exceeded").await;
     // X-Forwarded-For from an untrusted peer changes nothing.
     let res = app
         .client
@@ -399,15 +400,16 @@ async fn registrations_are_rate_limited(backend: Backend) {
         .send()
         .await
         .expect("request");
-    assert_error(res, 429, "rate_limited").await;
+    assert_error(res, 429, "rate_limit_exceeded").await;
 }
 
 async fn trusted_proxy_names_the_client(backend: Backend) {
     let browser = relay::browser::BrowserConfig {
-        registrations_per_minute: NonZeroU32::new(2).expect("non-zero"),
         trusted_proxies: relay::browser::parse_trusted_proxies("127.0.0.1/32, ::1").expect("parses"),
     };
-    let app = spawn_app_with(backend, SpawnOptions { browser, ..SpawnOptions::default() }).await;
+    let limits =
+        relay::ratelimit::Limits { registration: "2/min".parse().expect("limit"), ..relay_tests::app::test_limits() };
+    let app = spawn_app_with(backend, SpawnOptions { browser, limits, ..SpawnOptions::default() }).await;
     configure(&app, app.tenant_id, true, &[]).await;
     let id = app_id(&app, app.tenant_id).await;
     let from = |xff: &'static str| {
@@ -416,9 +418,9 @@ async fn trusted_proxy_names_the_client(backend: Backend) {
     // The rightmost hop that is not a trusted proxy is the client.
     assert_eq!(from("198.51.100.7").await.expect("request").status(), 201);
     assert_eq!(from("10.9.9.9, 198.51.100.7, 127.0.0.1").await.expect("request").status(), 201);
-    assert_error(from("198.51.100.7").await.expect("request"), 429, "rate_limited").await;
+    assert_error(from("198.51.100.7").await.expect("request"), 429, "rate_limit_exceeded").await;
     // A client cannot escape by prepending its own hops.
-    assert_error(from("1.2.3.4, 198.51.100.7").await.expect("request"), 429, "rate_limited").await;
+    assert_error(from("1.2.3.4, 198.51.100.7").await.expect("request"), 429, "rate_limit_exceeded").await;
     // Another client has its own allowance.
     assert_eq!(from("198.51.100.8").await.expect("request").status(), 201);
 }

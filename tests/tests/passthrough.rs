@@ -285,6 +285,7 @@ async fn browsers_relay_with_a_session_token_for_their_own_user_only() {
             &relay::store::TenantSettings {
                 byok_flow_enabled: false,
                 allowed_origins: vec!["https://app.example.com".into()],
+                ..Default::default()
             },
         )
         .await

@@ -71,7 +71,7 @@ async fn token_for(app: &TestApp, label: &str) -> String {
 
 /// Turns the byok flow on so `GET /keys` can stand in for any session-authenticated call.
 async fn enable_flow(app: &TestApp) {
-    let settings = TenantSettings { byok_flow_enabled: true, allowed_origins: vec![] };
+    let settings = TenantSettings { byok_flow_enabled: true, ..Default::default() };
     assert!(app.store.update_tenant_settings(app.tenant_id, &settings).await.expect("store"));
 }
 

@@ -270,11 +270,21 @@ async fn check_end_users(store: DynStore) -> anyhow::Result<()> {
     let alice_b = store.upsert_end_user(b.id, "alice", t(40)).await?;
     assert_ne!(alice_b.id, alice.id, "the same label in two tenants is two end users");
     assert_eq!(alice_b.tenant_id, b.id);
-    assert_eq!(store.get_end_user(b.id, "alice").await?, Some(alice_b));
+    assert_eq!(store.get_end_user(b.id, "alice").await?, Some(alice_b.clone()));
     assert_eq!(store.get_end_user(a.id, "alice").await?, Some(alice), "tenant A's alice is unchanged");
 
     assert_eq!(store.get_end_user(a.id, "carol").await?, None);
     assert_eq!(store.get_end_user(b.id, "bob").await?, None, "labels do not leak across tenants");
+
+    // The tier: only this end user of this tenant changes, and only the tenant's own.
+    store.set_end_user_paid(a.id, bob.id, false).await?;
+    store.set_end_user_paid(b.id, alice_b.id, false).await?;
+    assert!(!store.get_end_user(a.id, "bob").await?.expect("bob").paid);
+    assert!(store.get_end_user(a.id, "alice").await?.expect("alice").paid);
+    store.set_end_user_paid(b.id, bob.id, true).await?;
+    assert!(!store.get_end_user(a.id, "bob").await?.expect("bob").paid, "another tenant cannot change it");
+    store.set_end_user_paid(a.id, bob.id, true).await?;
+    assert!(store.get_end_user(a.id, "bob").await?.expect("bob").paid);
     Ok(())
 }
 
@@ -694,11 +704,16 @@ async fn check_tenant_settings(store: DynStore) -> anyhow::Result<()> {
     let a_settings = TenantSettings {
         byok_flow_enabled: true,
         allowed_origins: vec!["https://acme.example".into(), "http://localhost:5173".into()],
+        rate_limit_api_key: Some("600/min".parse().expect("limit")),
+        rate_limit_end_user: Some(relay::ratelimit::Limit::Off),
+        rate_limit_free_end_user: None,
+        free_models: vec!["claude-haiku-*".into(), "gpt-4o-mini".into()],
     };
     assert!(store.update_tenant_settings(a.id, &a_settings).await?);
     let b_settings = TenantSettings {
         byok_flow_enabled: false,
         allowed_origins: vec!["https://acme.example".into(), "https://globex.example".into()],
+        ..Default::default()
     };
     assert!(store.update_tenant_settings(b.id, &b_settings).await?);
     assert!(!store.update_tenant_settings(Uuid::new_v4(), &a_settings).await?, "unknown tenant");

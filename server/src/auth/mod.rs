@@ -95,21 +95,35 @@ pub async fn authenticate(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     if is_public(req.method().as_str(), req.path()) || is_browser_session_call(&req) {
-        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+        return next.call(req).await.map(|res| with_limit_headers(res.map_into_boxed_body()));
     }
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Ok(req.into_response(actix_web::HttpResponse::from_error(ApiError::internal(anyhow::anyhow!(
             "app state missing"
         )))));
     };
-    match check_api_key(&state, req.headers().get(AUTHORIZATION)).await {
-        Ok(auth) => {
-            tracing::Span::current().record("tenant_id", tracing::field::display(auth.tenant_id));
-            req.extensions_mut().insert(auth);
-            next.call(req).await.map(ServiceResponse::map_into_boxed_body)
-        }
-        Err(e) => Ok(req.into_response(actix_web::HttpResponse::from_error(e))),
+    let auth = match check_api_key(&state, req.headers().get(AUTHORIZATION)).await {
+        Ok(auth) => auth,
+        Err(e) => return Ok(req.into_response(actix_web::HttpResponse::from_error(e))),
+    };
+    tracing::Span::current().record("tenant_id", tracing::field::display(auth.tenant_id));
+    req.extensions_mut().insert(auth);
+    if let Err(e) = crate::ratelimit::admit_api_key(&state, req.request(), auth.tenant_id, auth.api_key_id).await {
+        return Ok(req.into_response(actix_web::HttpResponse::from_error(e)));
     }
+    next.call(req).await.map(|res| with_limit_headers(res.map_into_boxed_body()))
+}
+
+/// Writes the tightest rate limit the request was counted against as `x-ratelimit-*` headers
+/// (a 429 already carries them).
+fn with_limit_headers(mut res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let applied = res.request().extensions().get::<crate::ratelimit::Applied>().copied();
+    if let Some(crate::ratelimit::Applied(decision)) = applied {
+        if decision.allowed {
+            decision.write_headers(res.headers_mut());
+        }
+    }
+    res
 }
 
 async fn check_api_key(

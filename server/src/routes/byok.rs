@@ -4,8 +4,6 @@
 //! stores, lists and deletes their own provider keys. Every call is checked against the
 //! tenant's allowed origins.
 
-use actix_web::http::header::{HeaderValue, RETRY_AFTER};
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use rand::distributions::{Alphanumeric, DistString};
@@ -67,7 +65,7 @@ fn flow_disabled() -> ApiError {
         (status = 404, description = "No app with this app_id (`app_not_found`).", body = ErrorBody),
         (status = 413, description = "The body is larger than the limit.", body = ErrorBody),
         (status = 415, description = "The body is not sent as application/json.", body = ErrorBody),
-        (status = 429, description = "Too many registrations from this address (`rate_limited`, with `Retry-After`).", body = ErrorBody,
+        (status = 429, description = "Too many registrations from this address (`rate_limit_exceeded`, with `Retry-After`).", body = ErrorBody,
          headers(("retry-after" = u64, description = "Seconds to wait."))),
     )
 )]
@@ -77,17 +75,7 @@ pub async fn register(
     body: web::Json<RegisterBody>,
 ) -> Result<HttpResponse, ApiError> {
     // Counted before anything is looked up, so unknown app ids cost attempts too.
-    let ip = state.browser.client_ip(&req).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    if let Err(wait) = state.browser.check_registration(ip) {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limit_error",
-            "rate_limited",
-            format!("Too many registrations from this address. Try again in {} seconds.", secs.max(1)),
-        )
-        .header(RETRY_AFTER, HeaderValue::from(secs.max(1))));
-    }
+    crate::ratelimit::admit_ip(&state, &req, crate::ratelimit::Scope::Registration).await?;
     let app_not_found = || ApiError::not_found("app_not_found", "No app with this app_id exists.").param("app_id");
     let app_id = body.app_id.trim();
     // A malformed id (control characters, wrong alphabet, too long) cannot name an app; it is

@@ -45,6 +45,7 @@ struct Description {
         (status = 403, description = "The calling page's origin is not allowed for this app (`origin_not_allowed`).", body = ErrorBody),
         (status = 404, description = "No such token (`registration_token_invalid`).", body = ErrorBody),
         (status = 410, description = "The token was used or has expired (`registration_token_used`, `registration_token_expired`).", body = ErrorBody),
+        (status = 429, description = "Too many key-connect calls from this address (`rate_limit_exceeded`, with `Retry-After`).", body = ErrorBody),
     )
 )]
 pub async fn describe(
@@ -52,6 +53,7 @@ pub async fn describe(
     state: web::Data<AppState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    crate::ratelimit::admit_ip(&state, &req, crate::ratelimit::Scope::Connect).await?;
     let info = state.keys.registration_token(&token).await?;
     check_origin(&state, info.tenant_id, &req).await?;
     let providers = match &info.provider {
@@ -110,6 +112,7 @@ struct Connected {
         (status = 410, description = "The token was used or has expired.", body = ErrorBody),
         (status = 413, description = "The body is larger than the limit.", body = ErrorBody),
         (status = 415, description = "The body is not sent as application/json.", body = ErrorBody),
+        (status = 429, description = "Too many key-connect calls from this address (`rate_limit_exceeded`, with `Retry-After`).", body = ErrorBody),
         (status = 502, description = "The provider could not be reached to check the key; nothing was stored (`provider_unavailable`).", body = ErrorBody),
     )
 )]
@@ -118,6 +121,7 @@ pub async fn connect(
     state: web::Data<AppState>,
     body: web::Json<ConnectBody>,
 ) -> Result<HttpResponse, ApiError> {
+    crate::ratelimit::admit_ip(&state, &req, crate::ratelimit::Scope::Connect).await?;
     let body = body.into_inner();
     // From a browser: the token's tenant must allow the page's origin.
     if req.headers().contains_key(ORIGIN) {

@@ -65,7 +65,11 @@ pub async fn relay(req: HttpRequest, state: web::Data<AppState>, body: web::Payl
                 format!("This session token is not valid for {provider}."),
             ));
         }
-        Caller { tenant_id: claims.tid, api_key_id: None, end_user, paid: true, started }
+        // A browser cannot vouch for its own tier: the one the developer's backend last sent.
+        let paid = end_user.paid;
+        let mut caller = Caller { tenant_id: claims.tid, api_key_id: None, end_user, paid, free_models: None, started };
+        crate::ratelimit::admit_end_user(&state, &req, &mut caller).await?;
+        caller
     } else {
         let auth = TenantAuth::extract(&req).await?;
         super::unified::caller(&req, auth, &state).await?

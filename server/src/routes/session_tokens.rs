@@ -2,7 +2,7 @@
 //! token that lets one end user's browser call Relay directly (`x-relay-token`), and
 //! `POST /v1/users/{label}/sessions/revoke` revokes every token issued to that user so far.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -90,6 +90,7 @@ fn parse_providers(raw: Option<Vec<String>>) -> Result<Option<Vec<ProviderId>>, 
     tag = "developer",
     operation_id = "createSessionToken",
     security(("relay_key" = [])),
+    params(("X-Relay-Paid" = Option<bool>, Header, description = "`false`: the end user's browser calls are limited as free tier (the tenant's free-tier rate and models) until the backend says otherwise. Absent: unchanged.")),
     request_body = CreateBody,
     responses(
         (status = 201, description = "The token was created.", body = Created),
@@ -101,11 +102,13 @@ fn parse_providers(raw: Option<Vec<String>>) -> Result<Option<Vec<ProviderId>>, 
     )
 )]
 pub async fn create(
+    req: HttpRequest,
     auth: TenantAuth,
     state: web::Data<AppState>,
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    let paid = super::unified::paid_header(&req)?;
     let label = EndUserLabel::parse(&body.end_user_label).map_err(|e| e.into_api("endUserLabel"))?;
     let providers = parse_providers(body.providers)?;
     let ttl = body.expires_in.unwrap_or(DEFAULT_TTL_SECS);
@@ -125,6 +128,10 @@ pub async fn create(
         )
         .param("endUserLabel")
     })?;
+    // The browser's calls are limited by the tier stored here (it cannot vouch for its own).
+    if let Some(paid) = paid.filter(|p| *p != user.paid) {
+        state.store.set_end_user_paid(auth.tenant_id, user.id, paid).await?;
+    }
     let issued = state.sessions.issue(&user, providers.as_deref(), Duration::seconds(ttl))?;
     Ok(HttpResponse::Created().insert_header(("cache-control", "no-store")).json(Created {
         session_token: reveal(&issued.token),

@@ -32,6 +32,19 @@ fn leak(name: &str) -> &'static str {
     }
 }
 
+/// `X-Relay-Paid: true|false`, when sent.
+pub(crate) fn paid_header(req: &HttpRequest) -> Result<Option<bool>, ApiError> {
+    match header(req, "x-relay-paid")?.map(str::trim) {
+        None => Ok(None),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Some(_) => {
+            Err(ApiError::invalid_request("invalid_header", "X-Relay-Paid must be true or false.")
+                .param("X-Relay-Paid"))
+        }
+    }
+}
+
 /// The end user this request acts for, who must have connected a key.
 pub(crate) async fn caller(req: &HttpRequest, auth: TenantAuth, state: &AppState) -> Result<Caller, ApiError> {
     let started = std::time::Instant::now();
@@ -43,22 +56,29 @@ pub(crate) async fn caller(req: &HttpRequest, auth: TenantAuth, state: &AppState
         .param("X-Relay-User")
     })?;
     let label = EndUserLabel::parse(raw).map_err(|e| e.into_api("X-Relay-User"))?;
-    let paid = match header(req, "x-relay-paid")?.map(str::trim) {
-        None => true,
-        Some(v) if v.eq_ignore_ascii_case("true") => true,
-        Some(v) if v.eq_ignore_ascii_case("false") => false,
-        Some(_) => {
-            return Err(ApiError::invalid_request("invalid_header", "X-Relay-Paid must be true or false.")
-                .param("X-Relay-Paid"))
-        }
-    };
-    let end_user = state.store.get_end_user(auth.tenant_id, label.as_str()).await?.ok_or_else(|| {
+    let paid = paid_header(req)?.unwrap_or(true);
+    let mut end_user = state.store.get_end_user(auth.tenant_id, label.as_str()).await?.ok_or_else(|| {
         ApiError::not_found(
             "enduser_key_missing",
             "This end user has not connected any provider key. Send them a registration token to connect one.",
         )
     })?;
-    Ok(Caller { tenant_id: auth.tenant_id, api_key_id: Some(auth.api_key_id), end_user, paid, started })
+    // The stored tier follows the developer's backend: it is what GET /v1/users shows and what
+    // the user's browser calls (session tokens) are limited by.
+    if end_user.paid != paid {
+        state.store.set_end_user_paid(auth.tenant_id, end_user.id, paid).await?;
+        end_user.paid = paid;
+    }
+    let mut caller = Caller {
+        tenant_id: auth.tenant_id,
+        api_key_id: Some(auth.api_key_id),
+        end_user,
+        paid,
+        free_models: None,
+        started,
+    };
+    crate::ratelimit::admit_end_user(state, req, &mut caller).await?;
+    Ok(caller)
 }
 
 /// Chat completions

@@ -5,6 +5,8 @@ mod postgres;
 mod sqlite;
 
 use std::fmt;
+
+use crate::ratelimit::Limit;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -71,11 +73,60 @@ pub struct Tenant {
 }
 
 /// What a tenant allows browsers to do: the byok-relay flow (off by default) and the exact
-/// origins (`scheme://host[:port]`) that may call the browser-facing routes.
+/// origins (`scheme://host[:port]`) that may call the browser-facing routes; and its own rate
+/// limits and free tier.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantSettings {
     pub byok_flow_enabled: bool,
     pub allowed_origins: Vec<String>,
+    /// Overrides of the server's default limits; `None`: the server's default.
+    pub rate_limit_api_key: Option<Limit>,
+    pub rate_limit_end_user: Option<Limit>,
+    pub rate_limit_free_end_user: Option<Limit>,
+    /// Model globs (`gpt-4o-mini`, `claude-haiku-*`) free-tier end users may call; empty: any.
+    pub free_models: Vec<String>,
+}
+
+/// The stored columns of a tenant's settings, as read from either database.
+pub(crate) struct SettingsColumns {
+    pub byok_flow_enabled: bool,
+    pub allowed_origins: String,
+    pub rate_limit_api_key: Option<String>,
+    pub rate_limit_end_user: Option<String>,
+    pub rate_limit_free_end_user: Option<String>,
+    pub free_models: String,
+}
+
+pub(crate) const SETTINGS_COLUMNS: &str =
+    "byok_flow_enabled, allowed_origins, rate_limit_api_key, rate_limit_end_user, rate_limit_free_end_user, free_models";
+
+fn limit_from_column(name: &str, raw: Option<String>) -> Result<Option<Limit>> {
+    raw.map(|r| r.parse::<Limit>().map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))).transpose()
+}
+
+impl SettingsColumns {
+    pub(crate) fn parse(self) -> Result<TenantSettings> {
+        Ok(TenantSettings {
+            byok_flow_enabled: self.byok_flow_enabled,
+            allowed_origins: origins_from_json(&self.allowed_origins)?,
+            rate_limit_api_key: limit_from_column("rate_limit_api_key", self.rate_limit_api_key)?,
+            rate_limit_end_user: limit_from_column("rate_limit_end_user", self.rate_limit_end_user)?,
+            rate_limit_free_end_user: limit_from_column("rate_limit_free_end_user", self.rate_limit_free_end_user)?,
+            free_models: serde_json::from_str(&self.free_models)
+                .map_err(|_| StoreError::Corrupt("free_models is not a JSON array of strings".into()))?,
+        })
+    }
+
+    pub(crate) fn of(s: &TenantSettings) -> Self {
+        Self {
+            byok_flow_enabled: s.byok_flow_enabled,
+            allowed_origins: origins_to_json(&s.allowed_origins),
+            rate_limit_api_key: s.rate_limit_api_key.map(|l| l.to_string()),
+            rate_limit_end_user: s.rate_limit_end_user.map(|l| l.to_string()),
+            rate_limit_free_end_user: s.rate_limit_free_end_user.map(|l| l.to_string()),
+            free_models: serde_json::to_string(&s.free_models).unwrap_or_else(|_| "[]".to_owned()),
+        }
+    }
 }
 
 /// Relay's session-token signing key, sealed by the vault like a provider key.
@@ -233,6 +284,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_end_user_by_id(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<EndUser>>;
     /// Bumps `token_generation` in one statement, revoking every session token issued so far.
     async fn revoke_end_user_sessions(&self, tenant_id: Uuid, label: &str) -> Result<Option<EndUser>>;
+    /// Records the end user's tier, as the developer's backend last sent it (`X-Relay-Paid`).
+    async fn set_end_user_paid(&self, tenant_id: Uuid, id: Uuid, paid: bool) -> Result<()>;
     /// Erases the end user and, by cascade, their keys, tokens and usage events.
     async fn delete_end_user(&self, tenant_id: Uuid, label: &str) -> Result<Option<Uuid>>;
 

@@ -20,6 +20,7 @@ const MIGRATIONS: EmbeddedMigrations = EmbeddedMigrations(&[
     (1, "initial", include_str!("../../../migrations/sqlite/0001_initial.sql")),
     (2, "sessions", include_str!("../../../migrations/sqlite/0002_sessions.sql")),
     (3, "base_url", include_str!("../../../migrations/sqlite/0003_base_url.sql")),
+    (4, "limits", include_str!("../../../migrations/sqlite/0004_limits.sql")),
 ]);
 
 pub struct SqliteStore {
@@ -233,26 +234,37 @@ impl Store for SqliteStore {
     }
 
     async fn get_tenant_settings(&self, id: Uuid) -> Result<Option<TenantSettings>> {
-        let row = sqlx::query("SELECT byok_flow_enabled, allowed_origins FROM tenants WHERE id = ?1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let sql = format!("SELECT {SETTINGS_COLUMNS} FROM tenants WHERE id = ?1");
+        let row = sqlx::query(&sql).bind(id.to_string()).fetch_optional(&self.pool).await?;
         row.map(|r| {
-            Ok(TenantSettings {
+            SettingsColumns {
                 byok_flow_enabled: r.try_get("byok_flow_enabled")?,
-                allowed_origins: origins_from_json(&r.try_get::<String, _>("allowed_origins")?)?,
-            })
+                allowed_origins: r.try_get("allowed_origins")?,
+                rate_limit_api_key: r.try_get("rate_limit_api_key")?,
+                rate_limit_end_user: r.try_get("rate_limit_end_user")?,
+                rate_limit_free_end_user: r.try_get("rate_limit_free_end_user")?,
+                free_models: r.try_get("free_models")?,
+            }
+            .parse()
         })
         .transpose()
     }
 
     async fn update_tenant_settings(&self, id: Uuid, settings: &TenantSettings) -> Result<bool> {
-        let done = sqlx::query("UPDATE tenants SET byok_flow_enabled = ?2, allowed_origins = ?3 WHERE id = ?1")
-            .bind(id.to_string())
-            .bind(settings.byok_flow_enabled)
-            .bind(origins_to_json(&settings.allowed_origins))
-            .execute(&self.pool)
-            .await?;
+        let c = SettingsColumns::of(settings);
+        let done = sqlx::query(
+            "UPDATE tenants SET byok_flow_enabled = ?2, allowed_origins = ?3, rate_limit_api_key = ?4, \
+             rate_limit_end_user = ?5, rate_limit_free_end_user = ?6, free_models = ?7 WHERE id = ?1",
+        )
+        .bind(id.to_string())
+        .bind(c.byok_flow_enabled)
+        .bind(c.allowed_origins)
+        .bind(c.rate_limit_api_key)
+        .bind(c.rate_limit_end_user)
+        .bind(c.rate_limit_free_end_user)
+        .bind(c.free_models)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -363,6 +375,16 @@ impl Store for SqliteStore {
         .as_ref()
         .map(end_user)
         .transpose()
+    }
+
+    async fn set_end_user_paid(&self, tenant_id: Uuid, id: Uuid, paid: bool) -> Result<()> {
+        sqlx::query("UPDATE end_users SET paid = ?3 WHERE tenant_id = ?1 AND id = ?2")
+            .bind(tenant_id.to_string())
+            .bind(id.to_string())
+            .bind(paid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn delete_end_user(&self, tenant_id: Uuid, label: &str) -> Result<Option<Uuid>> {

@@ -1,0 +1,800 @@
+//! Rate limits: GCRA (the generic cell rate algorithm) per `rly-` key, per end user (paid and
+//! free tiers apart), and per client IP on the public registration and connect routes.
+//!
+//! A limit is a rate, `count/period`, with a burst of `count`: a fresh client may send `count`
+//! requests at once, then one more every `period / count`. GCRA keeps a single number per
+//! client, the theoretical arrival time (TAT) of its next request.
+//!
+//! Limiter keys are SHA-256 hashes of the scope and the identity (an api-key id, a tenant and
+//! end-user label, an IP address), never raw tokens or labels. With `RELAY_REDIS_URL` set, the
+//! TATs live in Redis and one Lua script reads and updates them atomically on Redis's clock, so
+//! every relay node shares one limit. If Redis fails mid-flight, each node falls back to its own
+//! in-memory limiter (logged, counted) rather than refusing traffic.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use actix_web::http::StatusCode;
+use actix_web::HttpRequest;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::gateway::Caller;
+use crate::metrics::Metrics;
+use crate::startup::AppState;
+use crate::store::{DynStore, TenantSettings};
+
+/// A rate: `count` requests per `period`, with a burst of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: NonZeroU32,
+    pub period: Duration,
+}
+
+impl Rate {
+    pub fn new(count: NonZeroU32, period: Duration) -> Self {
+        Self { count, period }
+    }
+
+    pub fn per_minute(count: NonZeroU32) -> Self {
+        Self::new(count, Duration::from_secs(60))
+    }
+
+    /// The time one request "costs": `period / count`, at least 1 µs.
+    fn interval_micros(&self) -> u64 {
+        let micros = u64::try_from(self.period.as_micros()).unwrap_or(u64::MAX);
+        (micros / u64::from(self.count.get())).max(1)
+    }
+}
+
+const PERIODS: &[(&str, u64)] = &[
+    ("s", 1),
+    ("sec", 1),
+    ("second", 1),
+    ("m", 60),
+    ("min", 60),
+    ("minute", 60),
+    ("h", 3600),
+    ("hour", 3600),
+    ("d", 86_400),
+    ("day", 86_400),
+];
+
+impl FromStr for Rate {
+    type Err = String;
+
+    /// `600/min`, `10/s`, `5000/hour`, `100/day`.
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let bad = || format!("{raw:?} is not a rate: write it as <count>/<s|min|hour|day>, e.g. 600/min, or off");
+        let (count, period) = raw.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let count = NonZeroU32::new(count).ok_or_else(bad)?;
+        let period = period.trim().to_ascii_lowercase();
+        let secs = PERIODS.iter().find(|(name, _)| *name == period).map(|(_, s)| *s).ok_or_else(bad)?;
+        Ok(Self::new(count, Duration::from_secs(secs)))
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.period.as_secs();
+        let unit = match secs {
+            1 => "s".to_owned(),
+            60 => "min".to_owned(),
+            3600 => "hour".to_owned(),
+            86_400 => "day".to_owned(),
+            other => format!("{other}s"),
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+/// A configured limit: a rate, or none at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Off,
+    Rate(Rate),
+}
+
+impl Limit {
+    pub fn rate(self) -> Option<Rate> {
+        match self {
+            Limit::Off => None,
+            Limit::Rate(r) => Some(r),
+        }
+    }
+}
+
+impl FromStr for Limit {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "off" | "none" | "unlimited" => Ok(Limit::Off),
+            _ => raw.parse().map(Limit::Rate),
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Limit::Off => f.write_str("off"),
+            Limit::Rate(r) => r.fmt(f),
+        }
+    }
+}
+
+/// The server's default limits (`relay serve` flags); a tenant may override the first three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Per `rly-` key, over every route that key calls.
+    pub api_key: Limit,
+    /// Per end user on the paid tier (no `X-Relay-Paid: false`), over provider calls.
+    pub end_user: Limit,
+    /// Per end user on the free tier (`X-Relay-Paid: false`), over provider calls.
+    pub free_end_user: Limit,
+    /// Per client IP: anonymous byok-flow registrations (`POST /users`).
+    pub registration: Limit,
+    /// Per client IP: the key-connect routes (`GET /v1/connect/{token}`, `POST /v1/connect`).
+    pub connect: Limit,
+}
+
+fn rate(count: u32, secs: u64) -> Limit {
+    NonZeroU32::new(count).map_or(Limit::Off, |c| Limit::Rate(Rate::new(c, Duration::from_secs(secs))))
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            api_key: rate(100, 1),
+            end_user: rate(120, 60),
+            free_end_user: rate(20, 60),
+            registration: rate(10, 60),
+            connect: rate(30, 60),
+        }
+    }
+}
+
+/// What a limit is on; also the `scope` label of `relay_rate_limited_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    ApiKey,
+    EndUser { paid: bool },
+    Registration,
+    Connect,
+}
+
+impl Scope {
+    pub fn label(self) -> &'static str {
+        match self {
+            Scope::ApiKey => "api_key",
+            Scope::EndUser { paid: true } => "end_user",
+            Scope::EndUser { paid: false } => "end_user_free",
+            Scope::Registration => "ip_registration",
+            Scope::Connect => "ip_connect",
+        }
+    }
+
+    fn subject(self) -> &'static str {
+        match self {
+            Scope::ApiKey => "this Relay API key",
+            Scope::EndUser { paid: true } => "this end user",
+            Scope::EndUser { paid: false } => "this end user on the free tier",
+            Scope::Registration => "registrations from this address",
+            Scope::Connect => "key connections from this address",
+        }
+    }
+}
+
+/// The answer of one limit for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub scope: Scope,
+    pub allowed: bool,
+    pub limit: u32,
+    /// Requests that could be sent right now after this one.
+    pub remaining: u32,
+    /// Until the limit is back to a full burst.
+    pub reset: Duration,
+    /// Refused: until one more request would be allowed.
+    pub retry_after: Duration,
+    pub period: Duration,
+}
+
+impl Decision {
+    /// Of two decisions on one request, the one to report: a refusal, else the fewer remaining.
+    pub fn tighter(self, other: Decision) -> Decision {
+        match (self.allowed, other.allowed) {
+            (false, true) => self,
+            (true, false) => other,
+            _ if other.remaining < self.remaining => other,
+            _ if other.remaining == self.remaining && other.reset > self.reset => other,
+            _ => self,
+        }
+    }
+
+    /// OpenAI's `x-ratelimit-*-requests` headers, and on a refusal `Retry-After` (whole seconds,
+    /// rounded up) and `retry-after-ms`, which the official SDKs wait for before retrying.
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
+        fn put(headers: &mut HeaderMap, name: &'static str, value: String) {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+        }
+        put(headers, "x-ratelimit-limit-requests", self.limit.to_string());
+        put(headers, "x-ratelimit-remaining-requests", self.remaining.to_string());
+        put(headers, "x-ratelimit-reset-requests", go_duration(self.reset));
+        if !self.allowed {
+            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(self.retry_after)));
+            put(headers, "retry-after-ms", self.retry_after.as_millis().max(1).to_string());
+        }
+    }
+
+    /// The 429 answer for a refusal, in OpenAI's error shape, with the headers above.
+    pub fn error(&self) -> ApiError {
+        let secs = retry_after_secs(self.retry_after);
+        let mut err = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            format!(
+                "Rate limit reached for {}: {} requests per {}. Try again in {secs} second{}.",
+                self.scope.subject(),
+                self.limit,
+                period_words(self.period),
+                if secs == 1 { "" } else { "s" },
+            ),
+        );
+        let mut headers = HeaderMap::new();
+        self.write_headers(&mut headers);
+        for (name, value) in headers {
+            err = err.header(name, value);
+        }
+        err
+    }
+}
+
+fn retry_after_secs(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+}
+
+fn period_words(d: Duration) -> String {
+    match d.as_secs() {
+        1 => "second".into(),
+        60 => "minute".into(),
+        3600 => "hour".into(),
+        86_400 => "day".into(),
+        s => format!("{s} seconds"),
+    }
+}
+
+/// A duration as OpenAI writes it in `x-ratelimit-reset-*`: `20ms`, `1.5s`, `6m0s`, `1h2m3s`.
+pub fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let frac = d.subsec_millis();
+    let s = if frac == 0 || secs >= 60 {
+        format!("{s}s")
+    } else {
+        format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0'))
+    };
+    match (h, m) {
+        (0, 0) => s,
+        (0, m) => format!("{m}m{s}"),
+        (h, m) => format!("{h}h{m}m{s}"),
+    }
+}
+
+/// One GCRA step. `tat` is the stored theoretical arrival time (µs, any epoch shared with
+/// `now`). Returns the decision's numbers and, when allowed, the TAT to store.
+fn gcra(tat: Option<u64>, now: u64, rate: Rate) -> (bool, u32, Duration, Duration, Option<u64>) {
+    let t = rate.interval_micros();
+    let burst = u64::from(rate.count.get());
+    let tat = tat.unwrap_or(now).max(now);
+    let new_tat = tat.saturating_add(t);
+    let allow_at = new_tat.saturating_sub(t.saturating_mul(burst));
+    if now < allow_at {
+        let retry = Duration::from_micros(allow_at - now);
+        return (false, 0, Duration::from_micros(tat - now), retry, None);
+    }
+    let remaining = u32::try_from((now - allow_at) / t).unwrap_or(u32::MAX).min(rate.count.get() - 1);
+    (true, remaining, Duration::from_micros(new_tat - now), Duration::ZERO, Some(new_tat))
+}
+
+/// Past this many tracked clients, forget those whose limit has fully recovered.
+const MEMORY_MAX_KEYS: usize = 100_000;
+
+/// Per-process limiter state.
+struct Memory {
+    epoch: Instant,
+    cells: Mutex<MemoryCells>,
+}
+
+struct MemoryCells {
+    tats: HashMap<[u8; 32], u64>,
+    prune_at: usize,
+}
+
+impl Memory {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            cells: Mutex::new(MemoryCells { tats: HashMap::new(), prune_at: MEMORY_MAX_KEYS }),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        // Offset by a day so "now" is never near zero (a TAT of 0 reads as "no state").
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX).saturating_add(86_400_000_000)
+    }
+
+    fn check(&self, key: &[u8; 32], rate: Rate) -> (bool, u32, Duration, Duration) {
+        let now = self.now();
+        let mut cells = self.cells.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (allowed, remaining, reset, retry, store) = gcra(cells.tats.get(key).copied(), now, rate);
+        if let Some(tat) = store {
+            cells.tats.insert(*key, tat);
+            if cells.tats.len() >= cells.prune_at {
+                cells.tats.retain(|_, tat| *tat > now);
+                cells.prune_at = (cells.tats.len() * 2).max(MEMORY_MAX_KEYS);
+            }
+        }
+        (allowed, remaining, reset, retry)
+    }
+}
+
+/// The same step as `gcra`, in Redis, on Redis's clock. Returns {allowed, remaining, reset µs,
+/// retry µs}. Numbers stay below 2^53 (µs since 1970), exact in Lua's doubles.
+const GCRA_LUA: &str = r"
+local t = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + t
+local allow_at = new_tat - t * burst
+if now < allow_at then
+  return {0, 0, tat - now, allow_at - now}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+local remaining = math.floor((now - allow_at) / t)
+if remaining > burst - 1 then remaining = burst - 1 end
+return {1, remaining, new_tat - now, 0}
+";
+
+/// How long a limiter check may wait on Redis before this node decides alone.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+/// At most one "Redis failed" warning per this interval.
+const REDIS_WARN_EVERY: Duration = Duration::from_secs(10);
+
+struct Redis {
+    conn: redis::aio::ConnectionManager,
+    script: redis::Script,
+    prefix: String,
+    last_warning: AtomicU64,
+    started: Instant,
+}
+
+impl Redis {
+    async fn check(&self, key: &[u8; 32], rate: Rate) -> Result<(bool, u32, Duration, Duration), String> {
+        let mut conn = self.conn.clone();
+        let name = format!("{}{}", self.prefix, hex(key));
+        let mut invocation = self.script.key(name);
+        invocation.arg(rate.interval_micros()).arg(rate.count.get());
+        let call = invocation.invoke_async::<Vec<i64>>(&mut conn);
+        let out = match tokio::time::timeout(REDIS_TIMEOUT, call).await {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => return Err(format!("{:?}", e.kind())),
+            Err(_) => return Err("timed out".into()),
+        };
+        let [allowed, remaining, reset, retry] = out[..] else {
+            return Err(format!("unexpected script answer of {} values", out.len()));
+        };
+        let micros = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+        Ok((allowed == 1, u32::try_from(remaining).unwrap_or(0), micros(reset), micros(retry)))
+    }
+
+    fn warn(&self, error: &str) {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_warning.load(Ordering::Relaxed);
+        let every = u64::try_from(REDIS_WARN_EVERY.as_millis()).unwrap_or(u64::MAX);
+        if (last == 0 || now.saturating_sub(last) >= every)
+            && self.last_warning.compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            tracing::warn!(error, "Redis rate limiter failed; limiting on this node alone until it answers again");
+        }
+    }
+}
+
+/// The limiter every route uses.
+pub struct RateLimiter {
+    pub defaults: Limits,
+    memory: Memory,
+    redis: Option<Redis>,
+    metrics: Arc<Metrics>,
+}
+
+/// `redis://user:password@host:port/db` without the password, for messages.
+pub fn redacted_redis_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("****"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(unparseable URL)".into(),
+    }
+}
+
+impl RateLimiter {
+    /// In-memory limits for this process only.
+    pub fn in_memory(defaults: Limits, metrics: Arc<Metrics>) -> Self {
+        Self { defaults, memory: Memory::new(), redis: None, metrics }
+    }
+
+    /// Limits shared by every node on the same Redis. Fails when Redis does not answer now,
+    /// so a typo in `RELAY_REDIS_URL` stops the server instead of silently splitting limits.
+    pub async fn with_redis(defaults: Limits, metrics: Arc<Metrics>, url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let shown = redacted_redis_url(url);
+        let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("RELAY_REDIS_URL ({shown}): {e}"))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(REDIS_TIMEOUT));
+        let mut conn = tokio::time::timeout(
+            Duration::from_secs(10),
+            redis::aio::ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("Redis at {shown} (RELAY_REDIS_URL) did not answer within 10 s"))?
+        .map_err(|e| anyhow::anyhow!("Redis at {shown} (RELAY_REDIS_URL) refused the connection: {e}"))?;
+        let script = redis::Script::new(GCRA_LUA);
+        script.prepare_invoke().load_async(&mut conn).await.map_err(|e| {
+            anyhow::anyhow!("Redis at {shown} (RELAY_REDIS_URL) could not load the limiter script: {e}")
+        })?;
+        let redis =
+            Redis { conn, script, prefix: prefix.to_owned(), last_warning: AtomicU64::new(0), started: Instant::now() };
+        Ok(Self { defaults, memory: Memory::new(), redis: Some(redis), metrics })
+    }
+
+    pub fn shared(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// Counts one request against `rate` for `identity` in `scope`.
+    pub async fn check(&self, scope: Scope, identity: &[u8], rate: Rate) -> Decision {
+        let key = limiter_key(scope, identity, rate);
+        let (allowed, remaining, reset, retry_after) = match &self.redis {
+            Some(redis) => match redis.check(&key, rate).await {
+                Ok(out) => out,
+                Err(e) => {
+                    redis.warn(&e);
+                    self.metrics.rate_limit_backend_errors.inc();
+                    self.memory.check(&key, rate)
+                }
+            },
+            None => self.memory.check(&key, rate),
+        };
+        if !allowed {
+            self.metrics.rate_limited.with_label_values(&[scope.label()]).inc();
+        }
+        Decision { scope, allowed, limit: rate.count.get(), remaining, reset, retry_after, period: rate.period }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The key a client's state is stored under: a hash of the scope, the identity and the rate
+/// (a tenant that changes its limit starts its clients afresh instead of carrying over a
+/// schedule computed for another rate).
+fn limiter_key(scope: Scope, identity: &[u8], rate: Rate) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"relay-ratelimit\0");
+    h.update(scope.label().as_bytes());
+    h.update([0]);
+    h.update(rate.count.get().to_be_bytes());
+    h.update(rate.interval_micros().to_be_bytes());
+    h.update(identity);
+    h.finalize().into()
+}
+
+/// Request extension: the tightest limit decision so far, written as headers on the answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Applied(pub Decision);
+
+/// Records `decision` on the request (for the response headers) and turns a refusal into 429.
+pub fn apply(req: &actix_web::HttpRequest, decision: Decision) -> Result<(), ApiError> {
+    use actix_web::HttpMessage;
+    let mut ext = req.extensions_mut();
+    let merged = match ext.get::<Applied>() {
+        Some(Applied(prev)) => prev.tighter(decision),
+        None => decision,
+    };
+    ext.insert(Applied(merged));
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(decision.error())
+    }
+}
+
+/// Tenants' limits and free tiers, read from the store and trusted for `ttl` on this node (a
+/// change through `relay tenant settings` reaches every node within that time).
+pub struct TenantPolicies {
+    store: DynStore,
+    ttl: Duration,
+    cache: Mutex<HashMap<Uuid, (Instant, Arc<TenantSettings>)>>,
+}
+
+impl TenantPolicies {
+    pub fn new(store: DynStore, ttl: Duration) -> Self {
+        Self { store, ttl, cache: Mutex::new(HashMap::new()) }
+    }
+
+    pub async fn get(&self, tenant_id: Uuid) -> Result<Arc<TenantSettings>, ApiError> {
+        if !self.ttl.is_zero() {
+            let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((at, settings)) = cache.get(&tenant_id) {
+                if at.elapsed() < self.ttl {
+                    return Ok(settings.clone());
+                }
+            }
+        }
+        let settings = Arc::new(self.store.get_tenant_settings(tenant_id).await?.unwrap_or_default());
+        if !self.ttl.is_zero() {
+            let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if cache.len() >= MEMORY_MAX_KEYS {
+                let ttl = self.ttl;
+                cache.retain(|_, (at, _)| at.elapsed() < ttl);
+            }
+            cache.insert(tenant_id, (Instant::now(), settings.clone()));
+        }
+        Ok(settings)
+    }
+}
+
+/// Counts a request against its `rly-` key's limit (the tenant's, else the server's).
+pub async fn admit_api_key(
+    state: &AppState,
+    req: &HttpRequest,
+    tenant_id: Uuid,
+    api_key_id: Uuid,
+) -> Result<(), ApiError> {
+    let settings = state.policies.get(tenant_id).await?;
+    let Some(rate) = settings.rate_limit_api_key.unwrap_or(state.limiter.defaults.api_key).rate() else {
+        return Ok(());
+    };
+    let decision = state.limiter.check(Scope::ApiKey, api_key_id.as_bytes(), rate).await;
+    apply(req, decision)
+}
+
+/// Counts a provider call against the end user's limit for their tier, and for a free-tier
+/// user of a tenant with a model allowlist, records the allowlist on the caller.
+pub async fn admit_end_user(state: &AppState, req: &HttpRequest, caller: &mut Caller) -> Result<(), ApiError> {
+    let settings = state.policies.get(caller.tenant_id).await?;
+    let defaults = &state.limiter.defaults;
+    let limit = if caller.paid {
+        settings.rate_limit_end_user.unwrap_or(defaults.end_user)
+    } else {
+        settings.rate_limit_free_end_user.unwrap_or(defaults.free_end_user)
+    };
+    if !caller.paid && !settings.free_models.is_empty() {
+        caller.free_models = Some(Arc::from(settings.free_models.as_slice()));
+    }
+    let Some(rate) = limit.rate() else { return Ok(()) };
+    let mut identity = Vec::with_capacity(32);
+    identity.extend_from_slice(caller.tenant_id.as_bytes());
+    identity.extend_from_slice(caller.end_user.id.as_bytes());
+    let decision = state.limiter.check(Scope::EndUser { paid: caller.paid }, &identity, rate).await;
+    apply(req, decision)
+}
+
+/// Counts a call to a public route (`Registration` or `Connect`) against the client's address.
+pub async fn admit_ip(state: &AppState, req: &HttpRequest, scope: Scope) -> Result<(), ApiError> {
+    let limit = match scope {
+        Scope::Registration => state.limiter.defaults.registration,
+        _ => state.limiter.defaults.connect,
+    };
+    let Some(rate) = limit.rate() else { return Ok(()) };
+    let ip = state.browser.client_ip(req).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let decision = state.limiter.check(scope, &crate::browser::BrowserAccess::limiter_identity(ip), rate).await;
+    apply(req, decision)
+}
+
+/// A free-tier caller may only name models of the tenant's allowlist. `names` are the forms
+/// the model was asked for by (as sent, and without a `provider/` prefix).
+pub fn check_free_model(caller: &Caller, names: &[&str]) -> Result<(), ApiError> {
+    let Some(allowed) = &caller.free_models else { return Ok(()) };
+    if names.iter().any(|n| allowed.iter().any(|p| glob_matches(p, n))) {
+        return Ok(());
+    }
+    let shown = names.first().copied().unwrap_or_default();
+    Err(ApiError::forbidden(
+        "model_not_allowed",
+        format!(
+            "The model {shown:?} is not available on this app's free tier. Free-tier models: {}.",
+            allowed.join(", ")
+        ),
+    )
+    .param("model"))
+}
+
+/// `*` (any run of characters) and `?` (one character) globs, ASCII case-insensitive, for the
+/// free-tier model allowlist.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().map(|c| c.to_ascii_lowercase()).collect();
+    let t: Vec<char> = text.chars().map(|c| c.to_ascii_lowercase()).collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut backtrack: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some('*') => {
+                backtrack = Some((pi, ti));
+                pi += 1;
+            }
+            Some(c) if *c == '?' || *c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match backtrack {
+                Some((bp, bt)) => {
+                    pi = bp + 1;
+                    ti = bt + 1;
+                    backtrack = Some((bp, bt + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Checks a glob list entry: printable, no spaces, at most 200 characters.
+pub fn valid_model_pattern(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 200 && p.chars().all(|c| c.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(s: &str) -> Rate {
+        s.parse().expect("rate")
+    }
+
+    #[test]
+    fn rates_parse_and_print() {
+        assert_eq!(r("600/min").to_string(), "600/min");
+        assert_eq!(r(" 10 / S ").to_string(), "10/s");
+        assert_eq!(r("5/hour").period, Duration::from_secs(3600));
+        assert_eq!(r("1/day").to_string(), "1/day");
+        for bad in ["", "0/min", "-1/min", "10", "10/fortnight", "x/min", "10/"] {
+            assert!(bad.parse::<Rate>().is_err(), "{bad}");
+        }
+        assert_eq!("off".parse::<Limit>(), Ok(Limit::Off));
+        assert_eq!("3/s".parse::<Limit>().map(|l| l.to_string()), Ok("3/s".into()));
+    }
+
+    #[test]
+    fn gcra_allows_a_burst_then_one_per_interval() {
+        let rate = r("3/s");
+        let mut tat = None;
+        let now = 10_000_000;
+        for want_remaining in [2, 1, 0] {
+            let (ok, remaining, _, _, store) = gcra(tat, now, rate);
+            assert!(ok);
+            assert_eq!(remaining, want_remaining);
+            tat = store;
+        }
+        let (ok, remaining, reset, retry, store) = gcra(tat, now, rate);
+        assert!(!ok && remaining == 0 && store.is_none());
+        assert_eq!(retry, Duration::from_micros(333_333));
+        assert_eq!(reset, Duration::from_micros(999_999));
+        // One interval later exactly one more fits.
+        let later = now + 333_333;
+        let (ok, remaining, _, _, store) = gcra(tat, later, rate);
+        assert!(ok && remaining == 0);
+        assert!(!gcra(store, later, rate).0);
+        // After a full period of quiet, the whole burst is back.
+        let (ok, remaining, ..) = gcra(store, later + 1_000_000, rate);
+        assert!(ok && remaining == 2);
+    }
+
+    #[test]
+    fn decisions_pick_the_tighter() {
+        let d = |allowed, remaining| Decision {
+            scope: Scope::ApiKey,
+            allowed,
+            limit: 10,
+            remaining,
+            reset: Duration::from_secs(1),
+            retry_after: Duration::ZERO,
+            period: Duration::from_secs(1),
+        };
+        assert_eq!(d(true, 5).tighter(d(true, 2)).remaining, 2);
+        assert_eq!(d(true, 2).tighter(d(true, 5)).remaining, 2);
+        assert!(!d(true, 0).tighter(d(false, 0)).allowed);
+        assert!(!d(false, 0).tighter(d(true, 0)).allowed);
+    }
+
+    #[test]
+    fn durations_read_like_openais() {
+        assert_eq!(go_duration(Duration::from_millis(20)), "20ms");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_duration(Duration::from_secs(1)), "1s");
+        assert_eq!(go_duration(Duration::from_secs(360)), "6m0s");
+        assert_eq!(go_duration(Duration::from_secs(3723)), "1h2m3s");
+    }
+
+    #[test]
+    fn headers_on_a_refusal() {
+        let d = Decision {
+            scope: Scope::EndUser { paid: false },
+            allowed: false,
+            limit: 20,
+            remaining: 0,
+            reset: Duration::from_secs(60),
+            retry_after: Duration::from_millis(2100),
+            period: Duration::from_secs(60),
+        };
+        let mut h = HeaderMap::new();
+        d.write_headers(&mut h);
+        let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        assert_eq!(get("retry-after").as_deref(), Some("3"));
+        assert_eq!(get("retry-after-ms").as_deref(), Some("2100"));
+        assert_eq!(get("x-ratelimit-limit-requests").as_deref(), Some("20"));
+        assert_eq!(get("x-ratelimit-remaining-requests").as_deref(), Some("0"));
+        assert_eq!(get("x-ratelimit-reset-requests").as_deref(), Some("1m0s"));
+        let e = d.error();
+        assert_eq!(e.status_code_u16(), 429);
+        assert_eq!(e.code(), "rate_limit_exceeded");
+        assert!(e.message().contains("free tier") && e.message().contains("20 requests per minute"), "{}", e.message());
+    }
+
+    #[test]
+    fn memory_limiter_forgets_recovered_clients() {
+        let m = Memory::new();
+        let rate = r("2/s");
+        assert!(m.check(&[1; 32], rate).0);
+        assert!(m.check(&[1; 32], rate).0);
+        assert!(!m.check(&[1; 32], rate).0);
+        assert!(m.check(&[2; 32], rate).0, "another client has its own limit");
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_matches("gpt-4o-mini", "gpt-4o-mini"));
+        assert!(glob_matches("gpt-4o-mini", "GPT-4o-Mini"));
+        assert!(!glob_matches("gpt-4o-mini", "gpt-4o-mini-2024"));
+        assert!(glob_matches("claude-haiku-*", "claude-haiku-4-5"));
+        assert!(glob_matches("claude-*-haiku*", "claude-3-5-haiku-latest"));
+        assert!(!glob_matches("claude-haiku-*", "claude-sonnet-4"));
+        assert!(glob_matches("*", "anything"));
+        assert!(glob_matches("gemini-?.?-flash", "gemini-2.5-flash"));
+        assert!(!glob_matches("gemini-?.?-flash", "gemini-2.5-pro"));
+        assert!(glob_matches("a*b*c", "aXXbYYc"));
+        assert!(!glob_matches("a*b*c", "aXXbYY"));
+        assert!(valid_model_pattern("claude-haiku-*"));
+        assert!(!valid_model_pattern("has space"));
+        assert!(!valid_model_pattern(""));
+    }
+}
