@@ -49,7 +49,7 @@ status; every answer carries `x-relay-request-id` (and the same value in `x-requ
         routes::byok::store_key,
         routes::byok::delete_key,
     ),
-    modifiers(&SecuritySchemes, &RequestIdHeaders),
+    modifiers(&SecuritySchemes, &RateLimitResponses, &RequestIdHeaders),
     tags(
         (name = "developer", description = "The developer's backend, with `Authorization: Bearer rly-…`."),
         (name = "unified", description = "OpenAI's API for every provider, for the end user named in `X-Relay-User`."),
@@ -119,6 +119,53 @@ impl Modify for RequestIdHeaders {
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Every operation behind a rate limit (all that take a Relay key, and the per-address limited
+/// public ones) documents its 429 and the headers that come with it.
+struct RateLimitResponses;
+
+/// Public operations limited per client address.
+const IP_LIMITED: &[&str] = &["registerAnonymousUser", "describeRegistrationToken", "connectKey"];
+
+impl Modify for RateLimitResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::content::ContentBuilder;
+        use utoipa::openapi::response::ResponseBuilder;
+        let string = || RefOr::T(utoipa::openapi::schema::Schema::Object(Object::with_type(Type::String)));
+        let integer = || RefOr::T(utoipa::openapi::schema::Schema::Object(Object::with_type(Type::Integer)));
+        let headers = [
+            ("retry-after", integer(), "Seconds until one more request is allowed (rounded up)."),
+            ("retry-after-ms", integer(), "The same in milliseconds; the official SDKs prefer it."),
+            ("x-ratelimit-limit-requests", integer(), "The limit's burst: requests allowed at once."),
+            ("x-ratelimit-remaining-requests", integer(), "Requests left now (0 on a 429)."),
+            ("x-ratelimit-reset-requests", string(), "Until the limit is full again, as in `1.5s` or `6m0s`."),
+        ];
+        let error = <crate::error::ErrorBody as utoipa::ToSchema>::name();
+        for item in openapi.paths.paths.values_mut() {
+            let operations =
+                [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch, &mut item.head];
+            for operation in operations.into_iter().flatten() {
+                // Relay-key operations (the passthrough also with a session token); the
+                // byok-flow key routes (session token only) have no limit of their own.
+                let secured = serde_json::to_string(&operation.security).is_ok_and(|s| s.contains("\"relay_key\""));
+                let ip_limited = operation.operation_id.as_deref().is_some_and(|id| IP_LIMITED.contains(&id));
+                if !(secured || ip_limited) {
+                    continue;
+                }
+                let mut response = ResponseBuilder::new()
+                    .description("Over a rate limit (`rate_limit_exceeded`): per Relay key, per end user and tier, or per client address.")
+                    .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(error.clone()))).build());
+                for (name, schema, description) in &headers {
+                    response = response.header(
+                        *name,
+                        HeaderBuilder::new().schema(Some(schema.clone())).description(Some(*description)).build(),
+                    );
+                }
+                operation.responses.responses.insert("429".into(), RefOr::T(response.build()));
             }
         }
     }
