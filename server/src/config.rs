@@ -173,9 +173,11 @@ pub struct ServeArgs {
     /// Prefix of Relay's keys in Redis.
     #[arg(long, env = "RELAY_REDIS_PREFIX", default_value = "relay:rl:")]
     pub redis_prefix: String,
-    /// Seconds a node trusts a tenant's limits and free-tier models before reading them again.
-    #[arg(long, env = "RELAY_SETTINGS_CACHE_TTL", default_value_t = 5)]
-    pub settings_cache_ttl_secs: u64,
+    /// Seconds a node trusts what it read of a Relay key, an end user, a sealed provider key or a
+    /// tenant's settings before reading it again (0: every request reads the database). A key
+    /// revoked, or a user erased, on another node stops working here within this time.
+    #[arg(long, env = "RELAY_CACHE_TTL", default_value_t = 2)]
+    pub cache_ttl_secs: u64,
     /// Proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client.
     #[arg(long, env = "RELAY_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,
@@ -211,8 +213,8 @@ pub struct Config {
     pub limits: crate::ratelimit::Limits,
     /// Shared rate-limit state for several nodes; in memory when `None`.
     pub redis: Option<RedisConfig>,
-    /// How long tenant limits and free-tier models are cached per node (zero: not cached).
-    pub settings_cache_ttl: Duration,
+    /// How long a node trusts what it read of keys, end users and tenant settings (zero: not at all).
+    pub cache_ttl: Duration,
     pub metrics_listen: Option<String>,
     pub shutdown_timeout_secs: u64,
     /// Where `openai-compatible` keys may send requests (RELAY_ALLOW_UPSTREAM_HOSTS,
@@ -249,7 +251,7 @@ impl Config {
                 .redis_url
                 .as_ref()
                 .map(|url| RedisConfig { url: SecretString::from(url.clone()), prefix: args.redis_prefix.clone() }),
-            settings_cache_ttl: Duration::from_secs(args.settings_cache_ttl_secs),
+            cache_ttl: Duration::from_secs(args.cache_ttl_secs),
             browser: crate::browser::BrowserConfig {
                 trusted_proxies: crate::browser::parse_trusted_proxies(&args.trusted_proxies)
                     .map_err(|e| anyhow::anyhow!("RELAY_TRUSTED_PROXIES: {e}"))?,

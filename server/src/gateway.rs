@@ -271,14 +271,7 @@ impl Drop for UsageRecorder {
             tokens.with_label_values(&[event.provider.as_str(), "prompt"]).inc_by(u.prompt_tokens);
             tokens.with_label_values(&[event.provider.as_str(), "completion"]).inc_by(u.completion_tokens);
         }
-        let store = self.state.store.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                if let Err(e) = store.insert_usage_event(&event).await {
-                    tracing::warn!(error = ?e, "could not record a usage event");
-                }
-            });
-        }
+        self.state.usage.record(event);
     }
 }
 

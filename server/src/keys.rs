@@ -22,7 +22,12 @@ pub struct KeyService {
     upstreams: Upstreams,
     verify_with_provider: bool,
     key_check_timeout: Duration,
+    /// Keys whose use this node recorded lately (a cached row's `last_used_at` may be older).
+    recently_touched: std::sync::Arc<crate::store::cached::TtlMap<Uuid, ()>>,
 }
+
+/// How often a key's `last_used_at` is written: at most once a minute per key and node.
+const TOUCH_EVERY_SECS: i64 = 60;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connected {
@@ -51,7 +56,16 @@ impl KeyService {
         verify_with_provider: bool,
         key_check_timeout: Duration,
     ) -> Self {
-        Self { store, vault, upstreams, verify_with_provider, key_check_timeout }
+        Self {
+            store,
+            vault,
+            upstreams,
+            verify_with_provider,
+            key_check_timeout,
+            recently_touched: std::sync::Arc::new(crate::store::cached::TtlMap::new(std::time::Duration::from_secs(
+                TOUCH_EVERY_SECS.unsigned_abs(),
+            ))),
+        }
     }
 
     pub fn upstreams(&self) -> &Upstreams {
@@ -286,9 +300,12 @@ impl KeyService {
     /// Notes that a key was used; at most once a minute per key, to keep writes off the hot path.
     pub async fn touch(&self, row: &StoredProviderKey) {
         let now = Utc::now();
-        if row.last_used_at.is_some_and(|t| now - t < chrono::Duration::seconds(60)) {
+        if row.last_used_at.is_some_and(|t| now - t < chrono::Duration::seconds(TOUCH_EVERY_SECS))
+            || self.recently_touched.get(&row.id).is_some()
+        {
             return;
         }
+        self.recently_touched.insert(row.id, ());
         if let Err(e) = self.store.touch_provider_key(row.id, now).await {
             tracing::warn!(error = ?e, "could not record key use");
         }

@@ -24,4 +24,5 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod tenants;
+pub mod usage_log;
 pub mod vault;

@@ -29,7 +29,7 @@ use crate::error::ApiError;
 use crate::gateway::Caller;
 use crate::metrics::Metrics;
 use crate::startup::AppState;
-use crate::store::{DynStore, TenantSettings};
+use crate::store::TenantSettings;
 
 /// A rate: `count` requests per `period`, with a burst of `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -537,39 +537,9 @@ pub fn apply(req: &actix_web::HttpRequest, decision: Decision) -> Result<(), Api
     }
 }
 
-/// Tenants' limits and free tiers, read from the store and trusted for `ttl` on this node (a
-/// change through `relay tenant settings` reaches every node within that time).
-pub struct TenantPolicies {
-    store: DynStore,
-    ttl: Duration,
-    cache: Mutex<HashMap<Uuid, (Instant, Arc<TenantSettings>)>>,
-}
-
-impl TenantPolicies {
-    pub fn new(store: DynStore, ttl: Duration) -> Self {
-        Self { store, ttl, cache: Mutex::new(HashMap::new()) }
-    }
-
-    pub async fn get(&self, tenant_id: Uuid) -> Result<Arc<TenantSettings>, ApiError> {
-        if !self.ttl.is_zero() {
-            let cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((at, settings)) = cache.get(&tenant_id) {
-                if at.elapsed() < self.ttl {
-                    return Ok(settings.clone());
-                }
-            }
-        }
-        let settings = Arc::new(self.store.get_tenant_settings(tenant_id).await?.unwrap_or_default());
-        if !self.ttl.is_zero() {
-            let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if cache.len() >= MEMORY_MAX_KEYS {
-                let ttl = self.ttl;
-                cache.retain(|_, (at, _)| at.elapsed() < ttl);
-            }
-            cache.insert(tenant_id, (Instant::now(), settings.clone()));
-        }
-        Ok(settings)
-    }
+/// A tenant's limits and free tier (cached by the store for `RELAY_CACHE_TTL`).
+async fn tenant_settings(state: &AppState, tenant_id: Uuid) -> Result<TenantSettings, ApiError> {
+    Ok(state.store.get_tenant_settings(tenant_id).await?.unwrap_or_default())
 }
 
 /// Counts a request against its `rly-` key's limit (the tenant's, else the server's).
@@ -579,7 +549,7 @@ pub async fn admit_api_key(
     tenant_id: Uuid,
     api_key_id: Uuid,
 ) -> Result<(), ApiError> {
-    let settings = state.policies.get(tenant_id).await?;
+    let settings = tenant_settings(state, tenant_id).await?;
     let Some(rate) = settings.rate_limit_api_key.unwrap_or(state.limiter.defaults.api_key).rate() else {
         return Ok(());
     };
@@ -590,7 +560,7 @@ pub async fn admit_api_key(
 /// Counts a provider call against the end user's limit for their tier, and for a free-tier
 /// user of a tenant with a model allowlist, records the allowlist on the caller.
 pub async fn admit_end_user(state: &AppState, req: &HttpRequest, caller: &mut Caller) -> Result<(), ApiError> {
-    let settings = state.policies.get(caller.tenant_id).await?;
+    let settings = tenant_settings(state, caller.tenant_id).await?;
     let defaults = &state.limiter.defaults;
     let limit = if caller.paid {
         settings.rate_limit_end_user.unwrap_or(defaults.end_user)

@@ -16,8 +16,9 @@ use crate::error::{json_error, ApiError};
 use crate::keys::KeyService;
 use crate::metrics::Metrics;
 use crate::providers::Upstreams;
-use crate::ratelimit::{RateLimiter, TenantPolicies};
+use crate::ratelimit::RateLimiter;
 use crate::store::{self, DynStore};
+use crate::usage_log::UsageLog;
 use crate::vault::Vault;
 use crate::{auth, routes, telemetry};
 
@@ -31,8 +32,8 @@ pub struct AppState {
     pub browser: BrowserAccess,
     /// Rate limits, in memory or shared through Redis.
     pub limiter: RateLimiter,
-    /// Tenants' own limits and free tiers, cached.
-    pub policies: TenantPolicies,
+    /// Usage events, written in batches.
+    pub usage: UsageLog,
     pub public_url: Option<String>,
     pub max_relay_body_bytes: usize,
     pub metrics: Arc<Metrics>,
@@ -46,6 +47,7 @@ async fn metrics_only(metrics: web::Data<Metrics>) -> actix_web::HttpResponse {
 }
 
 pub struct Application {
+    usage: UsageLog,
     port: u16,
     metrics_port: Option<u16>,
     server: Server,
@@ -60,6 +62,13 @@ impl Application {
     }
 
     pub async fn build_with_store(config: Config, store: DynStore) -> anyhow::Result<Self> {
+        // What every request reads (its key, end user, sealed provider key, tenant settings) is
+        // remembered for a moment; see store/cached.rs.
+        let store: DynStore = if config.cache_ttl.is_zero() {
+            store
+        } else {
+            Arc::new(store::cached::CachedStore::new(store, config.cache_ttl))
+        };
         let vault = Vault::new(Arc::new(config.store.keyring));
         let timeouts = config.upstream_timeouts;
         let upstreams = Upstreams::new(&config.upstreams, &timeouts)?.with_policy(config.upstream_policy)?;
@@ -75,14 +84,14 @@ impl Application {
             }
             None => RateLimiter::in_memory(config.limits, metrics.clone()),
         };
-        let policies = TenantPolicies::new(store.clone(), config.settings_cache_ttl);
+        let usage = UsageLog::start(store.clone());
         let state = web::Data::new(AppState {
             store,
             keys,
             sessions,
             browser,
             limiter,
-            policies,
+            usage: usage.clone(),
             public_url: config.public_url,
             max_relay_body_bytes: config.max_relay_body_bytes,
             metrics,
@@ -134,7 +143,7 @@ impl Application {
             Some((s, p)) => (Some(s), p),
             None => (None, None),
         };
-        Ok(Self { port, metrics_port, server: server.run(), metrics_server })
+        Ok(Self { usage, port, metrics_port, server: server.run(), metrics_server })
     }
 
     pub fn port(&self) -> u16 {
@@ -149,12 +158,19 @@ impl Application {
     /// Serves until SIGTERM/SIGINT: the main server stops accepting, lets in-flight requests
     /// and streams finish (up to the shutdown timeout), then the metrics listener stops too.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Some(metrics) = self.metrics_server else { return self.server.await };
-        let metrics_handle = metrics.handle();
-        let metrics_task = tokio::spawn(metrics);
-        let result = self.server.await;
-        metrics_handle.stop(true).await;
-        let _ = metrics_task.await;
+        let result = match self.metrics_server {
+            None => self.server.await,
+            Some(metrics) => {
+                let metrics_handle = metrics.handle();
+                let metrics_task = tokio::spawn(metrics);
+                let result = self.server.await;
+                metrics_handle.stop(true).await;
+                let _ = metrics_task.await;
+                result
+            }
+        };
+        // The last calls' usage events, before the process exits.
+        self.usage.flush().await;
         result
     }
 }

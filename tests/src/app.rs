@@ -37,7 +37,8 @@ pub struct SpawnOptions {
     /// are not limited; the rate-limit tests set their own.
     pub limits: relay::ratelimit::Limits,
     pub redis: Option<relay::config::RedisConfig>,
-    pub settings_cache_ttl: Duration,
+    /// Zero by default: tests change the database from the CLI and expect it to count at once.
+    pub cache_ttl: Duration,
 }
 
 /// No limits but the server's default for anonymous registrations.
@@ -61,7 +62,7 @@ impl Default for SpawnOptions {
             browser: Default::default(),
             limits: test_limits(),
             redis: None,
-            settings_cache_ttl: Duration::ZERO,
+            cache_ttl: Duration::ZERO,
         }
     }
 }
@@ -99,7 +100,7 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
         browser: options.browser,
         limits: options.limits,
         redis: options.redis,
-        settings_cache_ttl: options.settings_cache_ttl,
+        cache_ttl: options.cache_ttl,
         metrics_listen: None,
         shutdown_timeout_secs: 5,
         // The mock provider listens on loopback: allow it, as an operator would a LAN server.

@@ -167,10 +167,18 @@ async fn tiers(backend: Backend) {
     assert_error(chat(&app, "v", "gpt-4o-mini", Some("maybe")).await, 400, "invalid_header").await;
 
     // Usage records carry the tier.
-    let events = app.store.list_usage_events(app.tenant_id, 100).await.expect("usage");
-    let free = events.iter().filter(|e| !e.paid && e.status == 200).count();
-    let paid = events.iter().filter(|e| e.paid && e.status == 200).count();
-    assert_eq!((free, paid), (3, 4), "{events:?}");
+    let mut counts = (0, 0);
+    for _ in 0..100 {
+        let events = app.store.list_usage_events(app.tenant_id, 100).await.expect("usage");
+        let free = events.iter().filter(|e| !e.paid && e.status == 200).count();
+        let paid = events.iter().filter(|e| e.paid && e.status == 200).count();
+        counts = (free, paid);
+        if counts == (3, 4) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counts, (3, 4), "usage events by tier (free, paid)");
 
     // The tenant's own free-tier limit.
     tenant_update(&app, &["--rate-limit-free-user", "off"]);

@@ -56,27 +56,56 @@ macro_rules! conformance {
     };
 }
 
-conformance! {
-    check_tenants => postgres_tenants, sqlite_tenants;
-    check_api_keys => postgres_api_keys, sqlite_api_keys;
-    check_end_users => postgres_end_users, sqlite_end_users;
-    check_concurrent_upserts => postgres_concurrent_upserts, sqlite_concurrent_upserts;
-    check_registration_tokens => postgres_registration_tokens, sqlite_registration_tokens;
-    check_redeem_for_another_end_user => postgres_redeem_for_another_end_user, sqlite_redeem_for_another_end_user;
-    check_concurrent_redeem => postgres_concurrent_redeem, sqlite_concurrent_redeem;
-    check_provider_keys => postgres_provider_keys, sqlite_provider_keys;
-    check_delete_end_user_cascades => postgres_delete_end_user_cascades, sqlite_delete_end_user_cascades;
-    check_rotation_paging => postgres_rotation_paging, sqlite_rotation_paging;
-    check_rewrap_compare_and_set => postgres_rewrap_compare_and_set, sqlite_rewrap_compare_and_set;
-    check_audit => postgres_audit, sqlite_audit;
-    check_migrate_twice => postgres_migrate_twice, sqlite_migrate_twice;
-    check_timestamps_round_trip => postgres_timestamps_round_trip, sqlite_timestamps_round_trip;
-    check_tenant_settings => postgres_tenant_settings, sqlite_tenant_settings;
-    check_session_generations => postgres_session_generations, sqlite_session_generations;
-    check_upsert_provider_key => postgres_upsert_provider_key, sqlite_upsert_provider_key;
-    check_signing_key_insert_race => postgres_signing_key_insert_race, sqlite_signing_key_insert_race;
-    check_signing_key_rewrap => postgres_signing_key_rewrap, sqlite_signing_key_rewrap;
-    check_migration_backfills_app_ids => postgres_migration_backfills_app_ids, sqlite_migration_backfills_app_ids;
+/// Every check, handed to `$m`.
+macro_rules! all_checks {
+    ($m:ident) => {
+        $m! {
+            check_tenants => postgres_tenants, sqlite_tenants;
+            check_api_keys => postgres_api_keys, sqlite_api_keys;
+            check_end_users => postgres_end_users, sqlite_end_users;
+            check_concurrent_upserts => postgres_concurrent_upserts, sqlite_concurrent_upserts;
+            check_registration_tokens => postgres_registration_tokens, sqlite_registration_tokens;
+            check_redeem_for_another_end_user => postgres_redeem_for_another_end_user, sqlite_redeem_for_another_end_user;
+            check_concurrent_redeem => postgres_concurrent_redeem, sqlite_concurrent_redeem;
+            check_provider_keys => postgres_provider_keys, sqlite_provider_keys;
+            check_delete_end_user_cascades => postgres_delete_end_user_cascades, sqlite_delete_end_user_cascades;
+            check_rotation_paging => postgres_rotation_paging, sqlite_rotation_paging;
+            check_rewrap_compare_and_set => postgres_rewrap_compare_and_set, sqlite_rewrap_compare_and_set;
+            check_audit => postgres_audit, sqlite_audit;
+            check_migrate_twice => postgres_migrate_twice, sqlite_migrate_twice;
+            check_timestamps_round_trip => postgres_timestamps_round_trip, sqlite_timestamps_round_trip;
+            check_tenant_settings => postgres_tenant_settings, sqlite_tenant_settings;
+            check_session_generations => postgres_session_generations, sqlite_session_generations;
+            check_upsert_provider_key => postgres_upsert_provider_key, sqlite_upsert_provider_key;
+            check_signing_key_insert_race => postgres_signing_key_insert_race, sqlite_signing_key_insert_race;
+            check_signing_key_rewrap => postgres_signing_key_rewrap, sqlite_signing_key_rewrap;
+            check_migration_backfills_app_ids => postgres_migration_backfills_app_ids, sqlite_migration_backfills_app_ids;
+            check_usage_batches => postgres_usage_batches, sqlite_usage_batches;
+        }
+    };
+}
+
+all_checks!(conformance);
+
+/// The same contract through the caching store `relay serve` puts in front of the database: a
+/// write through it must never leave a stale read behind.
+mod through_the_cache {
+    use super::*;
+
+    async fn run<F, Fut>(backend: Backend, check: F) -> anyhow::Result<()>
+    where
+        F: FnOnce(DynStore) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>>,
+    {
+        super::run(backend, |store| {
+            let cached: DynStore =
+                Arc::new(relay::store::cached::CachedStore::new(store, std::time::Duration::from_secs(600)));
+            check(cached)
+        })
+        .await
+    }
+
+    all_checks!(conformance);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -960,5 +989,44 @@ async fn fake_applied(conn: &mut MigConn) -> anyhow::Result<()> {
             sqlx::query(&insert.replace("$1", "?1")).bind(checksum).execute(&mut *c).await?;
         }
     }
+    Ok(())
+}
+
+fn usage_event(tenant_id: Uuid, end_user_id: Option<Uuid>, at: DateTime<Utc>) -> relay::store::UsageEvent {
+    relay::store::UsageEvent {
+        id: Uuid::new_v4(),
+        tenant_id,
+        end_user_id,
+        api_key_id: None,
+        provider: "openai".into(),
+        model: "gpt-4o-mini".into(),
+        endpoint: "/v1/chat/completions".into(),
+        status: 200,
+        paid: false,
+        prompt_tokens: Some(3),
+        completion_tokens: Some(1),
+        latency_ms: 12,
+        ttft_ms: None,
+        created_at: at,
+    }
+}
+
+async fn check_usage_batches(store: DynStore) -> anyhow::Result<()> {
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let alice = store.upsert_end_user(a.id, "alice", t(0)).await?;
+    let batch: Vec<_> = (1..=3).map(|i| usage_event(a.id, Some(alice.id), t(i))).collect();
+    store.insert_usage_events(&batch).await?;
+    store.insert_usage_events(&[]).await?;
+    let mut stored = store.list_usage_events(a.id, 10).await?;
+    stored.sort_by_key(|e| e.created_at);
+    assert_eq!(stored, batch);
+
+    // An event of an erased end user fails the batch; the others are still stored, once.
+    let ghost = usage_event(a.id, Some(Uuid::new_v4()), t(5));
+    let more = vec![usage_event(a.id, Some(alice.id), t(4)), ghost, usage_event(a.id, None, t(6))];
+    assert!(store.insert_usage_events(&more).await.is_err(), "the failure is reported");
+    let stored = store.list_usage_events(a.id, 10).await?;
+    assert_eq!(stored.len(), 5);
+    assert!(stored.contains(&more[0]) && stored.contains(&more[2]));
     Ok(())
 }

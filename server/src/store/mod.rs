@@ -1,6 +1,7 @@
 //! Persistence: one `Store` trait with a PostgreSQL (production, several nodes) and a SQLite
 //! (embedded default) implementation. Both pass the same conformance suite (tests/).
 
+pub mod cached;
 mod postgres;
 mod sqlite;
 
@@ -328,6 +329,23 @@ pub trait Store: Send + Sync + 'static {
     async fn rewrap_session_signing_key(&self, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool>;
 
     async fn insert_usage_event(&self, event: &UsageEvent) -> Result<()>;
+    /// Several events in one transaction, all or none.
+    async fn insert_usage_batch(&self, events: &[UsageEvent]) -> Result<()>;
+    /// Several events in one transaction. If the batch fails (an end user erased meanwhile),
+    /// each event is tried on its own so only the ones that cannot be stored are lost; the
+    /// first error is returned.
+    async fn insert_usage_events(&self, events: &[UsageEvent]) -> Result<()> {
+        if self.insert_usage_batch(events).await.is_ok() {
+            return Ok(());
+        }
+        let mut first_error = None;
+        for e in events {
+            if let Err(err) = self.insert_usage_event(e).await {
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
     /// A tenant's usage events with `from <= created_at < to`, optionally for one end user, oldest
     /// first, at most `limit`.
     async fn usage_events_between(

@@ -138,6 +138,26 @@ fn kek_i32(v: KekVersion) -> Result<i32> {
 const PROVIDER_KEY_COLUMNS: &str =
     "id, tenant_id, end_user_id, provider, fingerprint, kek_version, wrapped_dek, ciphertext, created_at, last_used_at, base_url";
 
+fn usage_insert(
+    e: &UsageEvent,
+) -> sqlx::query::Query<'_, sqlx::Postgres, <sqlx::Postgres as sqlx::Database>::Arguments<'_>> {
+    sqlx::query("INSERT INTO usage_events (id, tenant_id, end_user_id, api_key_id, provider, model, endpoint, status, paid, prompt_tokens, completion_tokens, latency_ms, ttft_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+        .bind(e.id)
+        .bind(e.tenant_id)
+        .bind(e.end_user_id)
+        .bind(e.api_key_id)
+        .bind(&e.provider)
+        .bind(&e.model)
+        .bind(&e.endpoint)
+        .bind(i32::from(e.status))
+        .bind(e.paid)
+        .bind(e.prompt_tokens.map(to_i64))
+        .bind(e.completion_tokens.map(to_i64))
+        .bind(to_i64(e.latency_ms))
+        .bind(e.ttft_ms.map(to_i64))
+        .bind(e.created_at)
+}
+
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
@@ -571,23 +591,16 @@ impl Store for PgStore {
     }
 
     async fn insert_usage_event(&self, e: &UsageEvent) -> Result<()> {
-        sqlx::query("INSERT INTO usage_events (id, tenant_id, end_user_id, api_key_id, provider, model, endpoint, status, paid, prompt_tokens, completion_tokens, latency_ms, ttft_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
-        .bind(e.id)
-        .bind(e.tenant_id)
-        .bind(e.end_user_id)
-        .bind(e.api_key_id)
-        .bind(&e.provider)
-        .bind(&e.model)
-        .bind(&e.endpoint)
-        .bind(i32::from(e.status))
-        .bind(e.paid)
-        .bind(e.prompt_tokens.map(to_i64))
-        .bind(e.completion_tokens.map(to_i64))
-        .bind(to_i64(e.latency_ms))
-        .bind(e.ttft_ms.map(to_i64))
-        .bind(e.created_at)
-        .execute(&self.pool)
-        .await?;
+        usage_insert(e).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_usage_batch(&self, events: &[UsageEvent]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for e in events {
+            usage_insert(e).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

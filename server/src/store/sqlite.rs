@@ -186,6 +186,26 @@ async fn upsert_key<'e>(executor: impl sqlx::SqliteExecutor<'e>, key: &StoredPro
 const PROVIDER_KEY_COLUMNS: &str =
     "id, tenant_id, end_user_id, provider, fingerprint, kek_version, wrapped_dek, ciphertext, created_at, last_used_at, base_url";
 
+fn usage_insert(
+    e: &UsageEvent,
+) -> sqlx::query::Query<'_, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments<'_>> {
+    sqlx::query("INSERT INTO usage_events (id, tenant_id, end_user_id, api_key_id, provider, model, endpoint, status, paid, prompt_tokens, completion_tokens, latency_ms, ttft_ms, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)")
+        .bind(e.id.to_string())
+        .bind(e.tenant_id.to_string())
+        .bind(e.end_user_id.map(|u| u.to_string()))
+        .bind(e.api_key_id.map(|u| u.to_string()))
+        .bind(&e.provider)
+        .bind(&e.model)
+        .bind(&e.endpoint)
+        .bind(i32::from(e.status))
+        .bind(e.paid)
+        .bind(e.prompt_tokens.map(to_i64))
+        .bind(e.completion_tokens.map(to_i64))
+        .bind(to_i64(e.latency_ms))
+        .bind(e.ttft_ms.map(to_i64))
+        .bind(ms(e.created_at))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -620,23 +640,16 @@ impl Store for SqliteStore {
     }
 
     async fn insert_usage_event(&self, e: &UsageEvent) -> Result<()> {
-        sqlx::query("INSERT INTO usage_events (id, tenant_id, end_user_id, api_key_id, provider, model, endpoint, status, paid, prompt_tokens, completion_tokens, latency_ms, ttft_ms, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)")
-        .bind(e.id.to_string())
-        .bind(e.tenant_id.to_string())
-        .bind(e.end_user_id.map(|u| u.to_string()))
-        .bind(e.api_key_id.map(|u| u.to_string()))
-        .bind(&e.provider)
-        .bind(&e.model)
-        .bind(&e.endpoint)
-        .bind(i32::from(e.status))
-        .bind(e.paid)
-        .bind(e.prompt_tokens.map(to_i64))
-        .bind(e.completion_tokens.map(to_i64))
-        .bind(to_i64(e.latency_ms))
-        .bind(e.ttft_ms.map(to_i64))
-        .bind(ms(e.created_at))
-        .execute(&self.pool)
-        .await?;
+        usage_insert(e).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_usage_batch(&self, events: &[UsageEvent]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for e in events {
+            usage_insert(e).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -1,0 +1,332 @@
+//! A store that remembers, for a short time, what every request reads: a `rly-` key's record,
+//! an end user by label, an end user's sealed provider key, a tenant's settings. Writes through
+//! this store drop or update what they change at once; writes on another node (or by the CLI)
+//! are seen here within the time to live (`RELAY_CACHE_TTL`).
+//!
+//! Only what the database holds is cached: a provider key stays sealed (XChaCha20-Poly1305
+//! under a wrapped data key) and is opened per request as before. Misses are not cached.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::*;
+use crate::vault::{KekVersion, SealedKey};
+
+/// Past this many entries, expired ones are dropped; if all are fresh, the map starts over.
+const MAX_ENTRIES: usize = 100_000;
+
+/// A map whose entries expire `ttl` after they were read from the database.
+pub struct TtlMap<K, V> {
+    ttl: Duration,
+    entries: Mutex<HashMap<K, (Instant, V)>>,
+}
+
+impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
+    pub fn new(ttl: Duration) -> Self {
+        Self { ttl, entries: Mutex::new(HashMap::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (Instant, V)>> {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn get(&self, key: &K) -> Option<V> {
+        let entries = self.lock();
+        entries.get(key).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
+    }
+
+    pub fn insert(&self, key: K, value: V) {
+        let mut entries = self.lock();
+        if entries.len() >= MAX_ENTRIES {
+            let ttl = self.ttl;
+            entries.retain(|_, (at, _)| at.elapsed() < ttl);
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (Instant::now(), value));
+    }
+
+    pub fn remove(&self, key: &K) {
+        self.lock().remove(key);
+    }
+
+    /// Drops every entry `drop` says so of.
+    pub fn remove_where(&self, mut drop: impl FnMut(&K, &V) -> bool) {
+        self.lock().retain(|k, (_, v)| !drop(k, v));
+    }
+
+    /// Changes the entry under `key`, if there is one.
+    pub fn update(&self, key: &K, change: impl FnOnce(&mut V)) {
+        if let Some((_, v)) = self.lock().get_mut(key) {
+            change(v);
+        }
+    }
+
+    /// Changes every entry `pick` says so of.
+    pub fn update_where(&self, mut pick: impl FnMut(&V) -> bool, mut change: impl FnMut(&mut V)) {
+        for (_, v) in self.lock().values_mut() {
+            if pick(v) {
+                change(v);
+            }
+        }
+    }
+}
+
+pub struct CachedStore {
+    inner: DynStore,
+    api_keys: TtlMap<String, ApiKeyRecord>,
+    end_users: TtlMap<(Uuid, String), EndUser>,
+    provider_keys: TtlMap<(Uuid, String), StoredProviderKey>,
+    /// Where a provider key row is cached, by its id (for writes that name only the id).
+    provider_key_slots: TtlMap<Uuid, (Uuid, String)>,
+    settings: TtlMap<Uuid, TenantSettings>,
+}
+
+impl CachedStore {
+    pub fn new(inner: DynStore, ttl: Duration) -> Self {
+        Self {
+            inner,
+            api_keys: TtlMap::new(ttl),
+            end_users: TtlMap::new(ttl),
+            provider_keys: TtlMap::new(ttl),
+            provider_key_slots: TtlMap::new(ttl),
+            settings: TtlMap::new(ttl),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for CachedStore {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn migrate(&self) -> Result<()> {
+        self.inner.migrate().await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<()> {
+        self.inner.create_tenant(tenant).await
+    }
+    async fn get_tenant(&self, id: Uuid) -> Result<Option<Tenant>> {
+        self.inner.get_tenant(id).await
+    }
+    async fn find_tenant_by_app_id(&self, app_id: &str) -> Result<Option<Tenant>> {
+        self.inner.find_tenant_by_app_id(app_id).await
+    }
+    async fn get_tenant_settings(&self, id: Uuid) -> Result<Option<TenantSettings>> {
+        if let Some(hit) = self.settings.get(&id) {
+            return Ok(Some(hit));
+        }
+        let found = self.inner.get_tenant_settings(id).await?;
+        if let Some(s) = &found {
+            self.settings.insert(id, s.clone());
+        }
+        Ok(found)
+    }
+    async fn update_tenant_settings(&self, id: Uuid, settings: &TenantSettings) -> Result<bool> {
+        let done = self.inner.update_tenant_settings(id, settings).await;
+        self.settings.remove(&id);
+        done
+    }
+    async fn list_allowed_origins(&self) -> Result<Vec<String>> {
+        self.inner.list_allowed_origins().await
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        self.inner.insert_api_key(key).await
+    }
+    async fn find_api_key(&self, public_id: &str) -> Result<Option<ApiKeyRecord>> {
+        let key = public_id.to_owned();
+        if let Some(hit) = self.api_keys.get(&key) {
+            return Ok(Some(hit));
+        }
+        let found = self.inner.find_api_key(public_id).await?;
+        if let Some(record) = &found {
+            self.api_keys.insert(key, record.clone());
+        }
+        Ok(found)
+    }
+    async fn list_api_keys(&self, tenant_id: Uuid) -> Result<Vec<ApiKeyRecord>> {
+        self.inner.list_api_keys(tenant_id).await
+    }
+    async fn revoke_api_key(&self, tenant_id: Uuid, public_id: &str, at: DateTime<Utc>) -> Result<bool> {
+        let done = self.inner.revoke_api_key(tenant_id, public_id, at).await;
+        self.api_keys.remove(&public_id.to_owned());
+        done
+    }
+
+    async fn upsert_end_user(&self, tenant_id: Uuid, label: &str, now: DateTime<Utc>) -> Result<EndUser> {
+        self.inner.upsert_end_user(tenant_id, label, now).await
+    }
+    async fn get_end_user(&self, tenant_id: Uuid, label: &str) -> Result<Option<EndUser>> {
+        let key = (tenant_id, label.to_owned());
+        if let Some(hit) = self.end_users.get(&key) {
+            return Ok(Some(hit));
+        }
+        let found = self.inner.get_end_user(tenant_id, label).await?;
+        if let Some(user) = &found {
+            self.end_users.insert(key, user.clone());
+        }
+        Ok(found)
+    }
+    async fn get_end_user_by_id(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<EndUser>> {
+        // Session tokens check the user's token generation here: always read fresh.
+        self.inner.get_end_user_by_id(tenant_id, id).await
+    }
+    async fn revoke_end_user_sessions(&self, tenant_id: Uuid, label: &str) -> Result<Option<EndUser>> {
+        let done = self.inner.revoke_end_user_sessions(tenant_id, label).await;
+        self.end_users.remove(&(tenant_id, label.to_owned()));
+        done
+    }
+    async fn set_end_user_paid(&self, tenant_id: Uuid, id: Uuid, paid: bool) -> Result<()> {
+        self.inner.set_end_user_paid(tenant_id, id, paid).await?;
+        self.end_users.update_where(|u| u.id == id && u.tenant_id == tenant_id, |u| u.paid = paid);
+        Ok(())
+    }
+    async fn delete_end_user(&self, tenant_id: Uuid, label: &str) -> Result<Option<Uuid>> {
+        let done = self.inner.delete_end_user(tenant_id, label).await;
+        let cached = self.end_users.get(&(tenant_id, label.to_owned())).map(|u| u.id);
+        self.end_users.remove(&(tenant_id, label.to_owned()));
+        let gone: Vec<Uuid> = cached.into_iter().chain(done.as_ref().ok().copied().flatten()).collect();
+        self.provider_keys.remove_where(|(user, _), _| gone.contains(user));
+        done
+    }
+
+    async fn insert_registration_token(&self, token: &NewRegistrationToken) -> Result<()> {
+        self.inner.insert_registration_token(token).await
+    }
+    async fn find_registration_token(&self, token_hash: &[u8; 32]) -> Result<Option<RegistrationTokenInfo>> {
+        self.inner.find_registration_token(token_hash).await
+    }
+    async fn redeem_registration_token(
+        &self,
+        token_hash: &[u8; 32],
+        now: DateTime<Utc>,
+        key: &StoredProviderKey,
+    ) -> Result<std::result::Result<(), RedeemError>> {
+        let done = self.inner.redeem_registration_token(token_hash, now, key).await;
+        self.provider_keys.remove(&(key.end_user_id, key.provider.clone()));
+        done
+    }
+    async fn upsert_provider_key(&self, key: &StoredProviderKey) -> Result<()> {
+        let done = self.inner.upsert_provider_key(key).await;
+        self.provider_keys.remove(&(key.end_user_id, key.provider.clone()));
+        done
+    }
+    async fn get_provider_key(&self, end_user_id: Uuid, provider: &str) -> Result<Option<StoredProviderKey>> {
+        let key = (end_user_id, provider.to_owned());
+        if let Some(hit) = self.provider_keys.get(&key) {
+            return Ok(Some(hit));
+        }
+        let found = self.inner.get_provider_key(end_user_id, provider).await?;
+        if let Some(row) = &found {
+            self.provider_key_slots.insert(row.id, key.clone());
+            self.provider_keys.insert(key, row.clone());
+        }
+        Ok(found)
+    }
+    async fn list_provider_keys(&self, end_user_id: Uuid) -> Result<Vec<ProviderKeySummary>> {
+        self.inner.list_provider_keys(end_user_id).await
+    }
+    async fn delete_provider_key(&self, end_user_id: Uuid, provider: &str) -> Result<bool> {
+        let done = self.inner.delete_provider_key(end_user_id, provider).await;
+        self.provider_keys.remove(&(end_user_id, provider.to_owned()));
+        done
+    }
+    async fn touch_provider_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<()> {
+        self.inner.touch_provider_key(id, at).await?;
+        if let Some(slot) = self.provider_key_slots.get(&id) {
+            self.provider_keys.update(&slot, |row| {
+                if row.id == id {
+                    row.last_used_at = Some(at);
+                }
+            });
+        }
+        Ok(())
+    }
+    async fn provider_keys_not_on_version(
+        &self,
+        version: KekVersion,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<StoredProviderKey>> {
+        self.inner.provider_keys_not_on_version(version, after, limit).await
+    }
+    async fn rewrap_provider_key(&self, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool> {
+        let done = self.inner.rewrap_provider_key(id, old, new).await;
+        if let Some(slot) = self.provider_key_slots.get(&id) {
+            self.provider_keys.remove(&slot);
+        }
+        done
+    }
+
+    async fn insert_session_signing_key(&self, key: &SessionSigningKey) -> Result<bool> {
+        self.inner.insert_session_signing_key(key).await
+    }
+    async fn get_session_signing_key(&self, name: &str) -> Result<Option<SessionSigningKey>> {
+        self.inner.get_session_signing_key(name).await
+    }
+    async fn session_signing_keys_not_on_version(&self, version: KekVersion) -> Result<Vec<SessionSigningKey>> {
+        self.inner.session_signing_keys_not_on_version(version).await
+    }
+    async fn rewrap_session_signing_key(&self, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool> {
+        self.inner.rewrap_session_signing_key(id, old, new).await
+    }
+
+    async fn insert_usage_event(&self, event: &UsageEvent) -> Result<()> {
+        self.inner.insert_usage_event(event).await
+    }
+    async fn insert_usage_batch(&self, events: &[UsageEvent]) -> Result<()> {
+        self.inner.insert_usage_batch(events).await
+    }
+    async fn usage_events_between(
+        &self,
+        tenant_id: Uuid,
+        end_user_id: Option<Uuid>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<UsageEvent>> {
+        self.inner.usage_events_between(tenant_id, end_user_id, from, to, limit).await
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<()> {
+        self.inner.append_audit(event).await
+    }
+    async fn list_audit(&self, tenant_id: Option<Uuid>, limit: u32) -> Result<Vec<AuditEvent>> {
+        self.inner.list_audit(tenant_id, limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TtlMap;
+    use std::time::Duration;
+
+    #[test]
+    fn entries_expire_and_can_be_dropped() {
+        let m = TtlMap::new(Duration::from_millis(50));
+        m.insert("a", 1);
+        m.insert("b", 2);
+        assert_eq!(m.get(&"a"), Some(1));
+        m.remove(&"a");
+        assert_eq!(m.get(&"a"), None);
+        m.update_where(|v| *v == 2, |v| *v = 3);
+        assert_eq!(m.get(&"b"), Some(3));
+        m.remove_where(|k, _| *k == "b");
+        assert_eq!(m.get(&"b"), None);
+        m.insert("c", 4);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(m.get(&"c"), None, "expired");
+    }
+}

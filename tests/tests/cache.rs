@@ -1,0 +1,100 @@
+//! `relay serve` remembers what every request reads (its key, the end user, the sealed provider
+//! key, the tenant's settings) for `RELAY_CACHE_TTL`. What a request changes on this node counts
+//! at once; what changes elsewhere (the CLI, another node) counts within the time to live.
+
+use std::time::Duration;
+
+use relay_tests::app::{assert_error, spawn_app_with, SpawnOptions, TestApp};
+use relay_tests::mock::Reply;
+use relay_tests::process::run_cli;
+use relay_tests::Backend;
+use serde_json::json;
+
+async fn cached_app(backend: Backend, ttl: Duration) -> TestApp {
+    let app = spawn_app_with(backend, SpawnOptions { cache_ttl: ttl, ..SpawnOptions::default() }).await;
+    app.mock.reply(Reply::Json {
+        status: 200,
+        headers: vec![],
+        body: json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}),
+    });
+    app
+}
+
+async fn chat(app: &TestApp, user: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&app.api_key)
+        .header("x-relay-user", user)
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("send")
+}
+
+async fn writes_here_count_at_once(backend: Backend) {
+    let app = cached_app(backend, Duration::from_secs(600)).await;
+    let first = app.connect_new_key("u", "openai").await;
+    assert_eq!(chat(&app, "u").await.status(), 200);
+    assert_eq!(app.mock.last_post().header("authorization"), Some(format!("Bearer {first}").as_str()));
+
+    // A new key replaces the cached one at once.
+    let second = app.connect_new_key("u", "openai").await;
+    assert_eq!(chat(&app, "u").await.status(), 200);
+    assert_eq!(app.mock.last_post().header("authorization"), Some(format!("Bearer {second}").as_str()));
+
+    // The tier follows the header, and GET shows it, through the cache.
+    let paid = |app: &TestApp| {
+        let req = app.client.get(app.url("/v1/users/u")).bearer_auth(&app.api_key);
+        async move { req.send().await.expect("send").json::<serde_json::Value>().await.expect("json")["paid"].clone() }
+    };
+    let res = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&app.api_key)
+        .header("x-relay-user", "u")
+        .header("x-relay-paid", "false")
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    assert_eq!(paid(&app).await, false);
+
+    // Removing the key, then erasing the user, count at once.
+    assert!(app.delete_key("u", "openai").await.status().is_success());
+    assert_error(chat(&app, "u").await, 404, "enduser_key_missing").await;
+    app.connect_new_key("u", "openai").await;
+    assert_eq!(chat(&app, "u").await.status(), 200);
+    assert!(app.delete_user("u").await.status().is_success());
+    assert_error(chat(&app, "u").await, 404, "enduser_key_missing").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_writes_here_count_at_once() {
+    writes_here_count_at_once(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writes_here_count_at_once() {
+    writes_here_count_at_once(Backend::Sqlite).await;
+}
+
+/// A key revoked from the CLI (another process) stops working once the time to live is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_elsewhere_stops_within_the_ttl() {
+    let ttl = Duration::from_millis(1500);
+    let app = cached_app(Backend::Postgres, ttl).await;
+    let get = || app.client.get(app.url("/v1/users/nobody")).bearer_auth(&app.api_key).send();
+    assert_eq!(get().await.expect("send").status(), 404, "the key is good (and now cached)");
+
+    let public_id = app.api_key.trim_start_matches("rly-")[..12].to_owned();
+    let tenant = app.tenant_id.to_string();
+    let env = [("DATABASE_URL", app.db.url.as_str()), ("RELAY_MASTER_KEYS", app.master_keys.as_str())];
+    let (status, _, stderr) = run_cli(&["apikey", "revoke", "--tenant", &tenant, &public_id], &env, None);
+    assert!(status.success(), "{stderr}");
+
+    // Within the time to live the cached record may still answer; after it, never.
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    assert_error(get().await.expect("send"), 401, "relay_key_revoked").await;
+}
