@@ -8,8 +8,11 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY server/Cargo.toml server/Cargo.toml
 COPY tests/Cargo.toml tests/Cargo.toml
-RUN mkdir -p server/src tests/src \
+COPY bench/Cargo.toml bench/Cargo.toml
+# The benchmark harness is a workspace member the image does not build: a stub root suffices.
+RUN mkdir -p server/src tests/src bench/src \
     && echo 'fn main() {}' > server/src/main.rs && touch server/src/lib.rs tests/src/lib.rs \
+    && echo 'fn main() {}' > bench/src/main.rs \
     && cargo build --release --locked -p relay --bin relay \
     && rm -rf server/src tests/src
 # 2. The sources. (Build step kept identical to scripts/test's, plus --release.)

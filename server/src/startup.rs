@@ -41,6 +41,16 @@ pub struct AppState {
     pub metrics_elsewhere: bool,
 }
 
+/// Small writes (an SSE chunk, a short JSON answer) leave at once instead of waiting for the
+/// client's delayed acknowledgement (Nagle's algorithm).
+fn no_delay(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    }
+}
+
 /// The separate metrics listener's one route.
 async fn metrics_only(metrics: web::Data<Metrics>) -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(metrics.render())
@@ -103,6 +113,7 @@ impl Application {
                 let server = HttpServer::new(move || {
                     App::new().app_data(metrics.clone()).route("/metrics", web::get().to(metrics_only))
                 })
+                .on_connect(no_delay)
                 .workers(1)
                 .disable_signals()
                 .bind(addr)?;
@@ -133,6 +144,7 @@ impl Application {
                 .wrap(from_fn(browser::gate))
                 .wrap(from_fn(telemetry::request_context))
         })
+        .on_connect(no_delay)
         .listen(listener)?
         .shutdown_timeout(config.shutdown_timeout_secs)
         .client_request_timeout(Duration::from_secs(30));

@@ -1,95 +1,66 @@
-//! Usage events are written in batches, off the request path: each finished call hands its
-//! event to one writer task, which stores what has gathered every `FLUSH_EVERY` (or every
-//! `BATCH` events) in one transaction. `flush` waits until everything handed over so far is
-//! stored: the usage API calls it before it reads (a node answers with its own latest calls),
-//! and the server calls it on shutdown.
+//! Usage events are written in batches, off the request path: a finished call only pushes its
+//! event onto a list (no task is woken), and one writer task stores the list every
+//! `FLUSH_EVERY` in one transaction. `flush` stores everything pushed so far before it returns:
+//! the usage API calls it before it reads (a node answers with its own latest calls), and the
+//! server calls it on shutdown.
 
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-
-use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{DynStore, UsageEvent};
 
 /// The longest an event waits before it is written.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
-/// The most events written in one transaction.
-const BATCH: usize = 512;
 
-enum Message {
-    Event(Box<UsageEvent>),
-    Flush(oneshot::Sender<()>),
+struct Inner {
+    pending: Mutex<Vec<UsageEvent>>,
+    /// One writer at a time, so events are stored in the order they were pushed.
+    writing: tokio::sync::Mutex<()>,
+    store: DynStore,
 }
 
 /// The handle every request holds (cheap to clone).
 #[derive(Clone)]
 pub struct UsageLog {
-    tx: mpsc::UnboundedSender<Message>,
+    inner: Arc<Inner>,
 }
 
 impl UsageLog {
-    /// Starts the writer task on the current runtime.
+    /// Starts the writer task on the current runtime; it ends when the last handle is dropped.
     pub fn start(store: DynStore) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(store, rx));
-        Self { tx }
+        let inner = Arc::new(Inner { pending: Mutex::new(Vec::new()), writing: tokio::sync::Mutex::new(()), store });
+        tokio::spawn(writer(Arc::downgrade(&inner)));
+        Self { inner }
     }
 
     /// Queues one event; never waits.
     pub fn record(&self, event: UsageEvent) {
-        if self.tx.send(Message::Event(Box::new(event))).is_err() {
-            tracing::warn!("the usage writer has stopped; a usage event was not recorded");
-        }
+        self.inner.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event);
     }
 
-    /// Waits until every event queued before this call is stored (or failed to be, logged).
+    /// Stores every event queued before this call (failures are logged).
     pub async fn flush(&self) {
-        let (ack, done) = oneshot::channel();
-        if self.tx.send(Message::Flush(ack)).is_ok() {
-            let _ = done.await;
-        }
+        flush(&self.inner).await;
     }
 }
 
-async fn writer(store: DynStore, mut rx: mpsc::UnboundedReceiver<Message>) {
-    let mut events: Vec<UsageEvent> = Vec::with_capacity(BATCH);
-    let mut acks: Vec<oneshot::Sender<()>> = Vec::new();
-    loop {
-        // Wait for the first message of a batch, then gather for a little while.
-        let Some(first) = rx.recv().await else { break };
-        let mut closed = false;
-        match first {
-            Message::Event(e) => events.push(*e),
-            Message::Flush(ack) => acks.push(ack),
-        }
-        let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
-        while acks.is_empty() && events.len() < BATCH {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(Message::Event(e))) => events.push(*e),
-                Ok(Some(Message::Flush(ack))) => acks.push(ack),
-                Ok(None) => {
-                    closed = true;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        write(&store, &mut events).await;
-        for ack in acks.drain(..) {
-            let _ = ack.send(());
-        }
-        if closed {
-            break;
-        }
-    }
-    write(&store, &mut events).await;
-}
-
-async fn write(store: &DynStore, events: &mut Vec<UsageEvent>) {
+async fn flush(inner: &Inner) {
+    let _one_writer = inner.writing.lock().await;
+    let events = std::mem::take(&mut *inner.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     if events.is_empty() {
         return;
     }
-    if let Err(e) = store.insert_usage_events(events).await {
+    if let Err(e) = inner.store.insert_usage_events(&events).await {
         tracing::warn!(error = ?e, "could not record some usage events");
     }
-    events.clear();
+}
+
+async fn writer(inner: Weak<Inner>) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        flush(&inner).await;
+    }
 }

@@ -85,6 +85,15 @@ fn dockerfile_builds_like_scripts_test_and_runs_unprivileged() {
         assert!(docker.contains(&format!("COPY {dir} {dir}")), "copies {dir}");
         assert!(repo(dir).exists());
     }
+    // Cargo resolves the whole workspace: every member's manifest must be in the image.
+    let manifest = read("Cargo.toml");
+    let members = manifest.lines().find(|l| l.trim_start().starts_with("members")).expect("workspace members");
+    for member in members.split('"').skip(1).step_by(2) {
+        assert!(
+            docker.contains(&format!("COPY {member}/Cargo.toml {member}/Cargo.toml")),
+            "the Dockerfile copies the manifest of workspace member {member}"
+        );
+    }
     let ignore = read(".dockerignore");
     assert!(ignore.lines().any(|l| l.trim() == "target") && ignore.lines().any(|l| l.trim() == ".env"));
 }

@@ -25,7 +25,14 @@ pub struct PgStore {
 impl PgStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let pool =
-            PgPoolOptions::new().max_connections(32).acquire_timeout(Duration::from_secs(5)).connect(url).await?;
+            // No liveness ping before each lend (a round trip per query): a connection the
+            // server closed fails its query and is replaced by the pool.
+            PgPoolOptions::new()
+                .max_connections(32)
+                .acquire_timeout(Duration::from_secs(5))
+                .test_before_acquire(false)
+                .connect(url)
+                .await?;
         Ok(Self { pool })
     }
 
