@@ -1028,5 +1028,11 @@ async fn check_usage_batches(store: DynStore) -> anyhow::Result<()> {
     let stored = store.list_usage_events(a.id, 10).await?;
     assert_eq!(stored.len(), 5);
     assert!(stored.contains(&more[0]) && stored.contains(&more[2]));
+
+    // Larger than one multi-row statement.
+    let b = tenant(&store, "Globex", t(0)).await?;
+    let many: Vec<_> = (0..1203).map(|i| usage_event(b.id, None, t(i))).collect();
+    store.insert_usage_events(&many).await?;
+    assert_eq!(store.list_usage_events(b.id, 5000).await?.len(), 1203);
     Ok(())
 }

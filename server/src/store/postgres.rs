@@ -165,6 +165,9 @@ fn usage_insert(
         .bind(e.created_at)
 }
 
+/// Rows per multi-row usage INSERT.
+const USAGE_ROWS_PER_INSERT: usize = 500;
+
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
@@ -603,9 +606,28 @@ impl Store for PgStore {
     }
 
     async fn insert_usage_batch(&self, events: &[UsageEvent]) -> Result<()> {
+        // Multi-row INSERTs (14 binds a row, well under either database's bind limit per
+        // statement), all in one transaction.
         let mut tx = self.pool.begin().await?;
-        for e in events {
-            usage_insert(e).execute(&mut *tx).await?;
+        for chunk in events.chunks(USAGE_ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new("INSERT INTO usage_events (id, tenant_id, end_user_id, api_key_id, provider, model, endpoint, status, paid, prompt_tokens, completion_tokens, latency_ms, ttft_ms, created_at) ");
+            insert.push_values(chunk, |mut row, e| {
+                row.push_bind(e.id)
+                    .push_bind(e.tenant_id)
+                    .push_bind(e.end_user_id)
+                    .push_bind(e.api_key_id)
+                    .push_bind(&e.provider)
+                    .push_bind(&e.model)
+                    .push_bind(&e.endpoint)
+                    .push_bind(i32::from(e.status))
+                    .push_bind(e.paid)
+                    .push_bind(e.prompt_tokens.map(to_i64))
+                    .push_bind(e.completion_tokens.map(to_i64))
+                    .push_bind(to_i64(e.latency_ms))
+                    .push_bind(e.ttft_ms.map(to_i64))
+                    .push_bind(e.created_at);
+            });
+            insert.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
