@@ -23,6 +23,24 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// Compare-and-set of a re-wrapped data key in `table`: applies only if the row still
+    /// holds `old`.
+    async fn rewrap(&self, table: &'static str, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool> {
+        let done = sqlx::query(&format!(
+            "UPDATE {table} SET kek_version = $2, wrapped_dek = $3 \
+             WHERE id = $1 AND kek_version = $4 AND wrapped_dek = $5 AND ciphertext = $6"
+        ))
+        .bind(id)
+        .bind(kek_i32(new.kek_version)?)
+        .bind(&new.wrapped_dek)
+        .bind(kek_i32(old.kek_version)?)
+        .bind(&old.wrapped_dek)
+        .bind(&old.ciphertext)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn connect(url: &str) -> Result<Self> {
         let pool =
             // No liveness ping before each lend (a round trip per query): a connection the
@@ -144,26 +162,6 @@ fn kek_i32(v: KekVersion) -> Result<i32> {
 
 const PROVIDER_KEY_COLUMNS: &str =
     "id, tenant_id, end_user_id, provider, fingerprint, kek_version, wrapped_dek, ciphertext, created_at, last_used_at, base_url";
-
-fn usage_insert(
-    e: &UsageEvent,
-) -> sqlx::query::Query<'_, sqlx::Postgres, <sqlx::Postgres as sqlx::Database>::Arguments<'_>> {
-    sqlx::query("INSERT INTO usage_events (id, tenant_id, end_user_id, api_key_id, provider, model, endpoint, status, paid, prompt_tokens, completion_tokens, latency_ms, ttft_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
-        .bind(e.id)
-        .bind(e.tenant_id)
-        .bind(e.end_user_id)
-        .bind(e.api_key_id)
-        .bind(&e.provider)
-        .bind(&e.model)
-        .bind(&e.endpoint)
-        .bind(i32::from(e.status))
-        .bind(e.paid)
-        .bind(e.prompt_tokens.map(to_i64))
-        .bind(e.completion_tokens.map(to_i64))
-        .bind(to_i64(e.latency_ms))
-        .bind(e.ttft_ms.map(to_i64))
-        .bind(e.created_at)
-}
 
 /// Rows per multi-row usage INSERT.
 const USAGE_ROWS_PER_INSERT: usize = 500;
@@ -531,19 +529,7 @@ impl Store for PgStore {
     }
 
     async fn rewrap_provider_key(&self, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE provider_keys SET kek_version = $2, wrapped_dek = $3 \
-             WHERE id = $1 AND kek_version = $4 AND wrapped_dek = $5 AND ciphertext = $6",
-        )
-        .bind(id)
-        .bind(kek_i32(new.kek_version)?)
-        .bind(&new.wrapped_dek)
-        .bind(kek_i32(old.kek_version)?)
-        .bind(&old.wrapped_dek)
-        .bind(&old.ciphertext)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.rewrap("provider_keys", id, old, new).await
     }
 
     async fn insert_session_signing_key(&self, key: &SessionSigningKey) -> Result<bool> {
@@ -585,24 +571,11 @@ impl Store for PgStore {
     }
 
     async fn rewrap_session_signing_key(&self, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE session_signing_keys SET kek_version = $2, wrapped_dek = $3 \
-             WHERE id = $1 AND kek_version = $4 AND wrapped_dek = $5 AND ciphertext = $6",
-        )
-        .bind(id)
-        .bind(kek_i32(new.kek_version)?)
-        .bind(&new.wrapped_dek)
-        .bind(kek_i32(old.kek_version)?)
-        .bind(&old.wrapped_dek)
-        .bind(&old.ciphertext)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.rewrap("session_signing_keys", id, old, new).await
     }
 
     async fn insert_usage_event(&self, e: &UsageEvent) -> Result<()> {
-        usage_insert(e).execute(&self.pool).await?;
-        Ok(())
+        self.insert_usage_batch(std::slice::from_ref(e)).await
     }
 
     async fn insert_usage_batch(&self, events: &[UsageEvent]) -> Result<()> {

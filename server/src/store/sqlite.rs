@@ -28,6 +28,24 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Compare-and-set of a re-wrapped data key in `table`: applies only if the row still
+    /// holds `old`.
+    async fn rewrap(&self, table: &'static str, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool> {
+        let done = sqlx::query(&format!(
+            "UPDATE {table} SET kek_version = ?2, wrapped_dek = ?3 \
+             WHERE id = ?1 AND kek_version = ?4 AND wrapped_dek = ?5 AND ciphertext = ?6"
+        ))
+        .bind(id.to_string())
+        .bind(i64::from(new.kek_version))
+        .bind(&new.wrapped_dek)
+        .bind(i64::from(old.kek_version))
+        .bind(&old.wrapped_dek)
+        .bind(&old.ciphertext)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
@@ -188,26 +206,6 @@ async fn upsert_key<'e>(executor: impl sqlx::SqliteExecutor<'e>, key: &StoredPro
 
 const PROVIDER_KEY_COLUMNS: &str =
     "id, tenant_id, end_user_id, provider, fingerprint, kek_version, wrapped_dek, ciphertext, created_at, last_used_at, base_url";
-
-fn usage_insert(
-    e: &UsageEvent,
-) -> sqlx::query::Query<'_, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments<'_>> {
-    sqlx::query("INSERT INTO usage_events (id, tenant_id, end_user_id, api_key_id, provider, model, endpoint, status, paid, prompt_tokens, completion_tokens, latency_ms, ttft_ms, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)")
-        .bind(e.id.to_string())
-        .bind(e.tenant_id.to_string())
-        .bind(e.end_user_id.map(|u| u.to_string()))
-        .bind(e.api_key_id.map(|u| u.to_string()))
-        .bind(&e.provider)
-        .bind(&e.model)
-        .bind(&e.endpoint)
-        .bind(i32::from(e.status))
-        .bind(e.paid)
-        .bind(e.prompt_tokens.map(to_i64))
-        .bind(e.completion_tokens.map(to_i64))
-        .bind(to_i64(e.latency_ms))
-        .bind(e.ttft_ms.map(to_i64))
-        .bind(ms(e.created_at))
-}
 
 /// Rows per multi-row usage INSERT.
 const USAGE_ROWS_PER_INSERT: usize = 500;
@@ -576,19 +574,7 @@ impl Store for SqliteStore {
     }
 
     async fn rewrap_provider_key(&self, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE provider_keys SET kek_version = ?2, wrapped_dek = ?3 \
-             WHERE id = ?1 AND kek_version = ?4 AND wrapped_dek = ?5 AND ciphertext = ?6",
-        )
-        .bind(id.to_string())
-        .bind(i64::from(new.kek_version))
-        .bind(&new.wrapped_dek)
-        .bind(i64::from(old.kek_version))
-        .bind(&old.wrapped_dek)
-        .bind(&old.ciphertext)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.rewrap("provider_keys", id, old, new).await
     }
 
     async fn insert_session_signing_key(&self, key: &SessionSigningKey) -> Result<bool> {
@@ -630,24 +616,11 @@ impl Store for SqliteStore {
     }
 
     async fn rewrap_session_signing_key(&self, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE session_signing_keys SET kek_version = ?2, wrapped_dek = ?3 \
-             WHERE id = ?1 AND kek_version = ?4 AND wrapped_dek = ?5 AND ciphertext = ?6",
-        )
-        .bind(id.to_string())
-        .bind(i64::from(new.kek_version))
-        .bind(&new.wrapped_dek)
-        .bind(i64::from(old.kek_version))
-        .bind(&old.wrapped_dek)
-        .bind(&old.ciphertext)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.rewrap("session_signing_keys", id, old, new).await
     }
 
     async fn insert_usage_event(&self, e: &UsageEvent) -> Result<()> {
-        usage_insert(e).execute(&self.pool).await?;
-        Ok(())
+        self.insert_usage_batch(std::slice::from_ref(e)).await
     }
 
     async fn insert_usage_batch(&self, events: &[UsageEvent]) -> Result<()> {
