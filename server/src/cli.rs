@@ -442,6 +442,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     for (provider, url) in &config.upstreams {
+        let url = crate::ratelimit::redacted_url(url);
         tracing::warn!(%provider, %url, "provider upstream overridden");
     }
     let app = Application::build(config).await?;

@@ -190,16 +190,29 @@ async fn check_free_tier_body(
         }
         buf.extend_from_slice(&chunk);
     }
-    if let Some(model) =
-        path.split('/').find_map(|seg| seg.split_once(':').map(|(m, _)| m)).filter(|_| path.contains("/models/"))
-    {
+    let in_path =
+        path.split('/').find_map(|seg| seg.split_once(':').map(|(m, _)| m)).filter(|_| path.contains("/models/"));
+    if let Some(model) = in_path {
         crate::ratelimit::check_free_model(caller, &[model])?;
     }
-    if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&buf) {
-        if let Some(model) = map.get("model") {
-            let name = model.as_str().unwrap_or_default();
-            crate::ratelimit::check_free_model(caller, &[name, name.split_once('/').map_or(name, |(_, m)| m)])?;
+    let in_body = match serde_json::from_slice::<Value>(&buf) {
+        Ok(Value::Object(map)) => map.get("model").map(|m| m.as_str().unwrap_or_default().to_owned()),
+        _ => None,
+    };
+    match in_body {
+        Some(name) => {
+            crate::ratelimit::check_free_model(caller, &[&name, name.split_once('/').map_or(&name, |(_, m)| m)])?
         }
+        // A body Relay cannot read a model from (a form upload, JSON without `model`, which the
+        // provider would answer with its default model) could call any model: refused.
+        None if had_body && in_path.is_none() => {
+            return Err(ApiError::forbidden(
+                "model_not_allowed",
+                "On this app's free tier a request must name its model in a JSON `model` field.",
+            )
+            .param("model"))
+        }
+        None => {}
     }
     Ok(Buffered { bytes: buf.freeze(), had_body })
 }

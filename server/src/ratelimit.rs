@@ -427,14 +427,14 @@ pub struct RateLimiter {
     metrics: Arc<Metrics>,
 }
 
-/// `redis://user:password@host:port/db` without the password, for messages.
-pub fn redacted_redis_url(raw: &str) -> String {
+/// A URL for messages and logs: scheme, host, port and path only. User, password and query
+/// (where `redis+unix://…?pass=` and some proxies carry credentials) are left out.
+pub fn redacted_url(raw: &str) -> String {
     match url::Url::parse(raw) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("****"));
-            }
-            u.to_string()
+        Ok(u) => {
+            let host = u.host_str().unwrap_or_default();
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}://{host}{port}{}", u.scheme(), u.path())
         }
         Err(_) => "(unparseable URL)".into(),
     }
@@ -449,8 +449,9 @@ impl RateLimiter {
     /// Limits shared by every node on the same Redis. Fails when Redis does not answer now,
     /// so a typo in `RELAY_REDIS_URL` stops the server instead of silently splitting limits.
     pub async fn with_redis(defaults: Limits, metrics: Arc<Metrics>, url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let shown = redacted_redis_url(url);
-        let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("RELAY_REDIS_URL ({shown}): {e}"))?;
+        let shown = redacted_url(url);
+        let client = redis::Client::open(url)
+            .map_err(|_| anyhow::anyhow!("RELAY_REDIS_URL ({shown}) is not a Redis URL (redis://host:6379)"))?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(REDIS_TIMEOUT));
@@ -748,6 +749,14 @@ mod tests {
         assert!(m.check(&[1; 32], rate).0);
         assert!(!m.check(&[1; 32], rate).0);
         assert!(m.check(&[2; 32], rate).0, "another client has its own limit");
+    }
+
+    #[test]
+    fn urls_in_messages_carry_no_credentials() {
+        assert_eq!(redacted_url("redis://user:hunter2@cache.internal:6380/2"), "redis://cache.internal:6380/2");
+        assert_eq!(redacted_url("redis+unix:///run/redis.sock?pass=hunter2&db=1"), "redis+unix:///run/redis.sock");
+        assert_eq!(redacted_url("https://tok:secret@proxy.example/v1?key=abc"), "https://proxy.example/v1");
+        assert_eq!(redacted_url("not a url"), "(unparseable URL)");
     }
 
     #[test]

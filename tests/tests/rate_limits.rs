@@ -263,6 +263,21 @@ async fn free_models(backend: Backend) {
     let before = app.mock.requests().len();
     assert_error(relay(r#"{"model":"gpt-4o","messages":[]}"#).await.expect("send"), 403, "model_not_allowed").await;
     assert_eq!(app.mock.requests().len(), before);
+    // A body without a readable model could call any: a form upload, JSON without `model`.
+    let form = app
+        .client
+        .post(app.url("/relay/openai/v1/audio/transcriptions"))
+        .bearer_auth(&app.api_key)
+        .header("x-relay-user", "u")
+        .header("x-relay-paid", "false")
+        .header("content-type", "multipart/form-data; boundary=b")
+        .body("--b\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--b--\r\n")
+        .send()
+        .await
+        .expect("send");
+    assert_error(form, 403, "model_not_allowed").await;
+    assert_error(relay(r#"{"messages":[]}"#).await.expect("send"), 403, "model_not_allowed").await;
+    assert_eq!(app.mock.requests().len(), before);
     let allowed = r#"{ "model" : "gpt-4o-mini", "messages": [{"role":"user","content":"hi"}] }"#;
     assert_eq!(relay(allowed).await.expect("send").status(), 200);
     assert_eq!(app.mock.last_post().body, allowed.as_bytes());
