@@ -20,6 +20,7 @@ pub fn relay_bin() -> PathBuf {
 }
 
 /// Runs `relay <args>` to completion with exactly `env` (plus PATH), returning (status, stdout, stderr).
+/// Without `cwd`, it runs in the system's temp directory, where no `.env` adds to `env`.
 pub fn run_cli(
     args: &[&str],
     env: &[(&str, &str)],
@@ -30,9 +31,7 @@ pub fn run_cli(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
-    }
+    cmd.current_dir(cwd.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf));
     let out = cmd.output().expect("run relay");
     (out.status, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
@@ -57,9 +56,7 @@ impl ServerProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        if let Some(dir) = cwd {
-            cmd.current_dir(dir);
-        }
+        cmd.current_dir(cwd.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf));
         let mut child = cmd.spawn().expect("spawn relay serve");
         let stderr = child.stderr.take().expect("stderr");
         let logs = Arc::new(Mutex::new(String::new()));

@@ -205,7 +205,9 @@ async fn connect_bodies(backend: Backend) {
         let err = assert_error(app.connect(&token, "openai", malformed).await, 400, "provider_key_malformed").await;
         assert_eq!(err["error"]["param"], "apiKey");
         if malformed.trim().len() > 3 {
-            assert!(!err.to_string().contains(malformed.trim()), "the key is not echoed");
+            // Compared as the message text (serialising would escape the NUL).
+            let message = err["error"]["message"].as_str().expect("message");
+            assert!(!message.contains(malformed.trim()), "the key is not echoed");
         }
     }
     let res = app

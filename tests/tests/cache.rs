@@ -68,6 +68,30 @@ async fn writes_here_count_at_once(backend: Backend) {
     assert_eq!(chat(&app, "u").await.status(), 200);
     assert!(app.delete_user("u").await.status().is_success());
     assert_error(chat(&app, "u").await, 404, "enduser_key_missing").await;
+    // A new user under the same label gets their own key, not the erased user's cached one.
+    let third = app.connect_new_key("u", "openai").await;
+    assert_eq!(chat(&app, "u").await.status(), 200);
+    assert_eq!(app.mock.last_post().header("authorization"), Some(format!("Bearer {third}").as_str()));
+}
+
+/// Reads through the cache are answered from memory: a change made behind its back (straight in
+/// the database) is not seen until the time to live is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_served_from_memory_within_the_ttl() {
+    let app = spawn_app_with(Backend::Sqlite, SpawnOptions::default()).await;
+    let ttl = Duration::from_millis(800);
+    let cached: relay::store::DynStore =
+        std::sync::Arc::new(relay::store::cached::CachedStore::new(app.store.clone(), ttl));
+    let now = chrono::Utc::now();
+    let user = app.store.upsert_end_user(app.tenant_id, "m", now).await.expect("user");
+    assert!(cached.get_end_user(app.tenant_id, "m").await.expect("read").expect("user").paid);
+    app.store.set_end_user_paid(app.tenant_id, user.id, false).await.expect("write behind");
+    assert!(cached.get_end_user(app.tenant_id, "m").await.expect("read").expect("user").paid, "served from memory");
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    assert!(!cached.get_end_user(app.tenant_id, "m").await.expect("read").expect("user").paid, "read again");
+    // A write through the cache counts at once.
+    cached.set_end_user_paid(app.tenant_id, user.id, true).await.expect("write through");
+    assert!(cached.get_end_user(app.tenant_id, "m").await.expect("read").expect("user").paid);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

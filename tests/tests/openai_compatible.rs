@@ -53,6 +53,8 @@ async fn base_urls_are_checked_when_the_key_is_stored() {
     // A key the server refuses is not stored.
     let res = connect(&app, "v", "openai-compatible", "wrong-key", Some(&base)).await;
     assert_error(res, 400, "provider_key_rejected").await;
+    let refused = app.end_user("v").await;
+    assert!(app.store.list_provider_keys(refused.id).await.expect("list").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,7 +84,10 @@ async fn keys_are_injected_the_providers_way_and_client_credentials_dropped() {
                 assert_eq!(seen.header("x-api-key"), None);
             }
         }
-        assert_ne!(seen.header("x-goog-api-key"), Some("attacker-goog-key"));
+        assert!(
+            seen.headers.iter().all(|(_, v)| !v.contains("attacker-")),
+            "{provider}: no client credential header goes through"
+        );
         assert_eq!(seen.header("cookie"), None, "{provider}: unlisted headers stay behind");
         assert_eq!(seen.header("x-relay-user"), None);
         assert!(seen.headers.iter().all(|(_, v)| !v.contains(&app.api_key)), "{provider}: the rly- key never leaves");

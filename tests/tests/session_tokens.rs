@@ -437,4 +437,7 @@ async fn debug_never_shows_key_or_token(backend: Backend) {
     let dump = app.db.dump().await;
     assert!(!dump.windows(key.len()).any(|w| w == key.as_bytes()), "the signing key is stored sealed");
     assert!(!dump.windows(raw_key.len()).any(|w| w == raw_key.as_slice()), "the signing key is stored sealed");
+    // PostgreSQL's dump renders bytea as hex.
+    let hex: String = raw_key.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!dump.windows(hex.len()).any(|w| w == hex.as_bytes()), "the signing key is stored sealed");
 }

@@ -1015,8 +1015,8 @@ async fn check_usage_batches(store: DynStore) -> anyhow::Result<()> {
     let a = tenant(&store, "Acme", t(0)).await?;
     let alice = store.upsert_end_user(a.id, "alice", t(0)).await?;
     let batch: Vec<_> = (1..=3).map(|i| usage_event(a.id, Some(alice.id), t(i))).collect();
-    store.insert_usage_events(&batch).await?;
-    store.insert_usage_events(&[]).await?;
+    store.insert_usage_batch(&batch).await?;
+    store.insert_usage_batch(&[]).await?;
     let mut stored = store.list_usage_events(a.id, 10).await?;
     stored.sort_by_key(|e| e.created_at);
     assert_eq!(stored, batch);
@@ -1024,15 +1024,17 @@ async fn check_usage_batches(store: DynStore) -> anyhow::Result<()> {
     // An event of an erased end user fails the batch; the others are still stored, once.
     let ghost = usage_event(a.id, Some(Uuid::new_v4()), t(5));
     let more = vec![usage_event(a.id, Some(alice.id), t(4)), ghost, usage_event(a.id, None, t(6))];
+    assert!(store.insert_usage_batch(&more).await.is_err(), "a batch is all or none");
+    assert_eq!(store.list_usage_events(a.id, 10).await?.len(), 3);
     assert!(store.insert_usage_events(&more).await.is_err(), "the failure is reported");
     let stored = store.list_usage_events(a.id, 10).await?;
     assert_eq!(stored.len(), 5);
     assert!(stored.contains(&more[0]) && stored.contains(&more[2]));
 
-    // Larger than one multi-row statement.
+    // More rows than one statement may bind (PostgreSQL: 65,535 binds, 14 a row).
     let b = tenant(&store, "Globex", t(0)).await?;
-    let many: Vec<_> = (0..1203).map(|i| usage_event(b.id, None, t(i))).collect();
-    store.insert_usage_events(&many).await?;
-    assert_eq!(store.list_usage_events(b.id, 5000).await?.len(), 1203);
+    let many: Vec<_> = (0..5003).map(|i| usage_event(b.id, None, t(i))).collect();
+    store.insert_usage_batch(&many).await?;
+    assert_eq!(store.list_usage_events(b.id, 10_000).await?.len(), 5003);
     Ok(())
 }
