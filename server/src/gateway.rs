@@ -571,6 +571,15 @@ struct Flow {
     _open: crate::metrics::StreamGauge,
 }
 
+/// Masks key-shaped text in an `{"error": {"message"}}` value; true when something changed.
+fn redact_error_message(v: &mut Value) -> bool {
+    let Some(Value::String(message)) = v.pointer_mut("/error/message") else { return false };
+    let redacted = crate::providers::redact_key_like(message);
+    let changed = redacted != *message;
+    *message = redacted;
+    changed
+}
+
 fn sse_data(v: &Value) -> Bytes {
     Bytes::from(format!("data: {v}\n\n"))
 }
@@ -648,11 +657,7 @@ impl Flow {
                         self.pending.push_back(sse_data(&v));
                     }
                     StreamItem::Error(mut v) => {
-                        if let Some(m) = v.pointer_mut("/error/message") {
-                            if let Some(text) = m.as_str() {
-                                *m = Value::String(crate::providers::redact_key_like(text));
-                            }
-                        }
+                        redact_error_message(&mut v);
                         self.pending.push_back(sse_data(&v));
                         self.done = true;
                         return;
@@ -668,7 +673,14 @@ impl Flow {
             return;
         }
         self.recorder.first_token();
-        let parsed: Option<Value> = serde_json::from_str(&event.data).ok();
+        let mut parsed: Option<Value> = serde_json::from_str(&event.data).ok();
+        // An error event is passed on with key-shaped text masked (re-encoded only then).
+        if let Some(v) = parsed.as_mut().filter(|v| v.get("error").is_some()) {
+            if redact_error_message(v) {
+                self.pending.push_back(sse_data(v));
+                return;
+            }
+        }
         if let Some(v) = &parsed {
             let usage = v.get("usage").filter(|u| u.is_object()).or_else(|| v.pointer("/x_groq/usage"));
             if let Some(u) = usage.and_then(Usage::from_json) {

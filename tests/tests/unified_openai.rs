@@ -191,6 +191,23 @@ async fn upstream_errors_keep_status_and_rate_limit_headers() {
     assert!(!text.contains(&key) && !text.contains(&key[8..]), "{text}");
     assert!(text.contains("Incorrect API key provided: sk-proj-…"), "{text}");
 
+    // The same in the middle of a stream, passed on as OpenAI's error event.
+    let event =
+        json!({"error": {"message": format!("Incorrect API key provided: {key}."), "type": "invalid_request_error"}});
+    app.mock.reply(Reply::Sse {
+        headers: vec![],
+        text: format!("data: {}\n\ndata: {event}\n\n", json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o", "choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": null}]})),
+        max_piece: 7,
+        delay: Duration::from_millis(5),
+    });
+    let res =
+        chat(&app, "cy2", &json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+            .await;
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.expect("body");
+    assert!(!text.contains(&key) && !text.contains(&key[8..]), "{text}");
+    assert!(text.contains("Incorrect API key provided: sk-proj-…"), "{text}");
+
     // Not JSON at all: still OpenAI's shape.
     app.mock.reply(Reply::Json { status: 502, headers: vec![], body: json!("Bad Gateway") });
     let res = chat(&app, "cy", &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})).await;
