@@ -191,16 +191,6 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        if e.is_unavailable() {
-            Self::unavailable(e)
-        } else {
-            Self::internal(e)
-        }
-    }
-}
-
 /// Maps actix's JSON extractor failures onto precise statuses and codes.
 pub fn json_error(err: actix_web::error::JsonPayloadError) -> ApiError {
     use actix_web::error::JsonPayloadError as J;

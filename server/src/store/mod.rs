@@ -7,13 +7,14 @@ mod sqlite;
 
 use std::fmt;
 
-use crate::ratelimit::Limit;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::domain::limits::Limit;
+use crate::error::ApiError;
 use crate::vault::{KekVersion, SealedKey};
 
 pub use postgres::PgStore;
@@ -53,6 +54,17 @@ fn merge_origins(rows: Vec<String>) -> Result<Vec<String>> {
         all.extend(origins_from_json(&raw)?);
     }
     Ok(all.into_iter().collect())
+}
+
+impl From<StoreError> for ApiError {
+    /// A database that does not answer is 503; anything else is the server's fault (500).
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            Self::unavailable(e)
+        } else {
+            Self::internal(e)
+        }
+    }
 }
 
 impl StoreError {

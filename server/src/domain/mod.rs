@@ -1,6 +1,8 @@
 //! Values parsed once at the edge: an end-user label. A value of these types is valid by
 //! construction, so nothing past the route layer checks it again.
 
+pub mod limits;
+
 use std::fmt;
 
 use crate::error::ApiError;
