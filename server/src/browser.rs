@@ -23,7 +23,6 @@ use ipnet::IpNet;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
 use crate::store::{DynStore, TenantSettings};
 
 /// Request headers a page may send to the browser-facing routes: Relay's own, and those the
@@ -246,9 +245,9 @@ pub async fn gate(
         let preflight = req.method() == Method::OPTIONS && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD);
         let browser = is_browser_path(req.path());
         if preflight || browser {
-            let known = match req.app_data::<web::Data<AppState>>() {
+            let known = match req.app_data::<web::Data<BrowserAccess>>() {
                 Some(_) if browser && is_same_origin(req.request()) => true,
-                Some(state) if browser => state.browser.origins.allowed_somewhere(&origin).await,
+                Some(access) if browser => access.origins.allowed_somewhere(&origin).await,
                 _ => false,
             };
             if !known {
@@ -271,34 +270,34 @@ pub fn is_same_origin(req: &HttpRequest) -> bool {
     origin == format!("{}://{}", info.scheme(), info.host())
 }
 
-/// Checks the request's `Origin` (if any) against the tenant's allowed origins.
-pub async fn check_origin(state: &AppState, tenant_id: Uuid, req: &HttpRequest) -> Result<(), ApiError> {
-    let Some(origin) = req.headers().get(ORIGIN) else { return Ok(()) };
-    if is_same_origin(req) {
-        return Ok(());
+impl BrowserAccess {
+    /// Checks the request's `Origin` (if any) against the tenant's allowed origins.
+    pub async fn check_origin(&self, tenant_id: Uuid, req: &HttpRequest) -> Result<(), ApiError> {
+        let Some(origin) = req.headers().get(ORIGIN) else { return Ok(()) };
+        if is_same_origin(req) {
+            return Ok(());
+        }
+        let origin = origin.to_str().map_err(|_| origin_not_allowed())?;
+        if self.origins.public_origin.as_deref() == Some(origin) {
+            return Ok(());
+        }
+        let settings = self.origins.store.get_tenant_settings(tenant_id).await?.unwrap_or_default();
+        self.check_origin_with(&settings, req)
     }
-    let origin = origin.to_str().map_err(|_| origin_not_allowed())?;
-    if state.browser.origins.public_origin.as_deref() == Some(origin) {
-        return Ok(());
-    }
-    let settings = state.store.get_tenant_settings(tenant_id).await?.unwrap_or_default();
-    check_origin_with(&settings, req)
-}
 
-/// `check_origin` with the tenant's settings already at hand.
-pub fn check_origin_with(settings: &TenantSettings, req: &HttpRequest) -> Result<(), ApiError> {
-    let Some(origin) = req.headers().get(ORIGIN) else { return Ok(()) };
-    if is_same_origin(req) {
-        return Ok(());
-    }
-    let origin = origin.to_str().map_err(|_| origin_not_allowed())?;
-    let public = req
-        .app_data::<web::Data<AppState>>()
-        .is_some_and(|s| s.browser.origins.public_origin.as_deref() == Some(origin));
-    if public || settings.allowed_origins.iter().any(|o| o == origin) {
-        Ok(())
-    } else {
-        Err(origin_not_allowed())
+    /// `check_origin` with the tenant's settings already at hand.
+    pub fn check_origin_with(&self, settings: &TenantSettings, req: &HttpRequest) -> Result<(), ApiError> {
+        let Some(origin) = req.headers().get(ORIGIN) else { return Ok(()) };
+        if is_same_origin(req) {
+            return Ok(());
+        }
+        let origin = origin.to_str().map_err(|_| origin_not_allowed())?;
+        let public = self.origins.public_origin.as_deref() == Some(origin);
+        if public || settings.allowed_origins.iter().any(|o| o == origin) {
+            Ok(())
+        } else {
+            Err(origin_not_allowed())
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::config::{Config, ServeArgs, StoreArgs};
 use crate::domain::AllowedOrigin;
 use crate::keys::KeyService;
-use crate::providers::{UpstreamTimeouts, Upstreams};
+use crate::upstream::{UpstreamTimeouts, Upstreams};
 use crate::startup::Application;
 use crate::store::{self, DynStore};
 use crate::vault::{LocalKeyring, Vault};
@@ -264,15 +264,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if settings != before {
                 anyhow::ensure!(store.update_tenant_settings(id, &settings).await?, "No tenant with that id");
-                store
-                    .append_audit(&crate::store::AuditEvent {
-                        tenant_id: Some(id),
-                        actor: "operator".into(),
-                        action: "tenant.update".into(),
-                        target: Some(id.to_string()),
-                        created_at: chrono::Utc::now(),
-                    })
-                    .await?;
+                crate::audit::record(&*store, Some(id), "operator", "tenant.update", Some(id.to_string())).await;
             }
             if json {
                 let v = json!({
@@ -330,7 +322,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let vault = Vault::new(std::sync::Arc::new(config.keyring));
             let version = vault.current_kek_version();
             let upstreams = Upstreams::new(&Default::default(), &UpstreamTimeouts::default())?;
-            let keys = KeyService::new(store, vault, upstreams, false, UpstreamTimeouts::default().key_check);
+            let keys = KeyService::new(store, vault, upstreams, false);
             let report = keys.rotate().await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
             if json {
                 let v = json!({

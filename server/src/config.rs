@@ -205,7 +205,7 @@ pub struct Config {
     pub verify_provider_keys: bool,
     pub max_body_bytes: usize,
     pub max_relay_body_bytes: usize,
-    pub upstream_timeouts: crate::providers::UpstreamTimeouts,
+    pub upstream_timeouts: crate::upstream::UpstreamTimeouts,
     pub workers: Option<usize>,
     /// Browser flow: trusted proxies.
     pub browser: crate::browser::BrowserConfig,
@@ -233,7 +233,7 @@ impl Config {
             verify_provider_keys: args.verify_provider_keys,
             max_body_bytes: args.max_body_bytes,
             max_relay_body_bytes: args.max_relay_body_bytes,
-            upstream_timeouts: crate::providers::UpstreamTimeouts {
+            upstream_timeouts: crate::upstream::UpstreamTimeouts {
                 connect: Duration::from_secs(args.upstream_connect_timeout_secs),
                 key_check: Duration::from_secs(args.key_check_timeout_secs),
                 first_byte: Duration::from_secs(args.upstream_first_byte_timeout_secs),

@@ -15,7 +15,7 @@ pub struct ApiError {
     kind: &'static str,
     code: &'static str,
     message: Cow<'static, str>,
-    param: Option<&'static str>,
+    param: Option<Cow<'static, str>>,
     headers: Vec<(HeaderName, HeaderValue)>,
     source: Option<anyhow::Error>,
 }
@@ -113,8 +113,8 @@ impl ApiError {
     }
 
     /// Names the request field the error is about.
-    pub fn param(mut self, param: &'static str) -> Self {
-        self.param = Some(param);
+    pub fn param(mut self, param: impl Into<Cow<'static, str>>) -> Self {
+        self.param = Some(param.into());
         self
     }
 
@@ -145,7 +145,7 @@ impl ApiError {
     /// The JSON body alone, for places that build a response by hand.
     pub fn body_json(&self) -> String {
         let body = ErrorBody {
-            error: ErrorDetail { message: &self.message, kind: self.kind, param: self.param, code: self.code },
+            error: ErrorDetail { message: &self.message, kind: self.kind, param: self.param.as_deref(), code: self.code },
         };
         serde_json::to_string(&body).unwrap_or_else(|_| {
             r#"{"error":{"message":"error","type":"api_error","param":null,"code":"internal_error"}}"#.to_owned()

@@ -2,8 +2,9 @@
 //! and re-wrapping all of them under the newest master key. Plaintext exists only in `SecretString`
 //! values that live for one call.
 
-use std::time::Duration;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
@@ -11,17 +12,50 @@ use uuid::Uuid;
 use crate::auth::session;
 use crate::auth::tokens::RegistrationTokenHash;
 use crate::error::ApiError;
-use crate::providers::{self, KeyCheck, KeyCheckError, ProviderId, Upstreams};
-use crate::store::{AuditEvent, DynStore, EndUser, RedeemError, RegistrationTokenInfo, StoredProviderKey};
+use crate::providers::{self, ProviderId};
+use crate::ssrf::{CheckedUrl, SsrfError};
+use crate::store::{DynStore, EndUser, RedeemError, RegistrationTokenInfo, StoredProviderKey};
 use crate::vault::{KekVersion, SealContext, Vault, VaultError};
+
+/// Asks a provider whether it accepts a key before it is stored (`upstream::Upstreams`).
+#[async_trait]
+pub trait KeyVerifier: Send + Sync {
+    /// An `openai-compatible` base URL, checked against the SSRF policy.
+    fn check_base_url(&self, raw: &str) -> Result<CheckedUrl, SsrfError>;
+    /// One cheap authenticated call; `base` for `openai-compatible`.
+    async fn check_key(
+        &self,
+        provider: ProviderId,
+        base: Option<&CheckedUrl>,
+        key: &SecretString,
+    ) -> Result<KeyCheck, KeyCheckError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyCheck {
+    Accepted,
+    /// The provider answered 401 or 403 for this key.
+    Rejected,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyCheckError {
+    #[error("could not reach the provider: {0}")]
+    Unreachable(#[source] reqwest::Error),
+    #[error("Relay will not connect there: {reason}")]
+    Refused { code: &'static str, reason: String },
+    #[error("the provider answered HTTP {0} to the key check")]
+    Unexpected(u16),
+    #[error("the key cannot be put in an HTTP header")]
+    BadKey,
+}
 
 #[derive(Clone)]
 pub struct KeyService {
     store: DynStore,
     vault: Vault,
-    upstreams: Upstreams,
+    verifier: Arc<dyn KeyVerifier>,
     verify_with_provider: bool,
-    key_check_timeout: Duration,
     /// Keys whose use this node recorded lately (a cached row's `last_used_at` may be older).
     recently_touched: std::sync::Arc<crate::store::cached::TtlMap<Uuid, ()>>,
 }
@@ -49,27 +83,17 @@ pub struct RotationReport {
 }
 
 impl KeyService {
-    pub fn new(
-        store: DynStore,
-        vault: Vault,
-        upstreams: Upstreams,
-        verify_with_provider: bool,
-        key_check_timeout: Duration,
-    ) -> Self {
+    /// `verify_with_provider`: ask the provider (through `verifier`) before storing a key.
+    pub fn new(store: DynStore, vault: Vault, verifier: impl KeyVerifier + 'static, verify_with_provider: bool) -> Self {
         Self {
             store,
             vault,
-            upstreams,
+            verifier: Arc::new(verifier),
             verify_with_provider,
-            key_check_timeout,
             recently_touched: std::sync::Arc::new(crate::store::cached::TtlMap::new(std::time::Duration::from_secs(
                 TOUCH_EVERY_SECS.unsigned_abs(),
             ))),
         }
-    }
-
-    pub fn upstreams(&self) -> &Upstreams {
-        &self.upstreams
     }
 
     pub fn vault(&self) -> &Vault {
@@ -118,13 +142,8 @@ impl KeyService {
             Err(RedeemError::Expired) => return Err(token_expired()),
             Err(RedeemError::NotFound) => return Err(invalid_token()),
         }
-        self.audit(
-            info.tenant_id,
-            "end_user",
-            "provider_key.connect",
-            format!("end_user:{} provider:{provider}", info.end_user_id),
-        )
-        .await;
+        let target = format!("end_user:{} provider:{provider}", info.end_user_id);
+        crate::audit::record(&*self.store, Some(info.tenant_id), "end_user", "provider_key.connect", Some(target)).await;
         tracing::info!(tenant_id = %info.tenant_id, provider = %provider, "provider key connected");
         Ok(Connected { provider, fingerprint })
     }
@@ -143,13 +162,9 @@ impl KeyService {
         let row = self.check_and_seal(end_user.tenant_id, end_user.id, provider, api_key, key_param, base_url).await?;
         let fingerprint = row.fingerprint.clone();
         self.store.upsert_provider_key(&row).await?;
-        self.audit(
-            end_user.tenant_id,
-            "end_user",
-            "provider_key.connect",
-            format!("end_user:{} provider:{provider}", end_user.id),
-        )
-        .await;
+        let target = format!("end_user:{} provider:{provider}", end_user.id);
+        crate::audit::record(&*self.store, Some(end_user.tenant_id), "end_user", "provider_key.connect", Some(target))
+            .await;
         tracing::info!(tenant_id = %end_user.tenant_id, provider = %provider, "provider key stored by session");
         Ok(Connected { provider, fingerprint })
     }
@@ -200,18 +215,19 @@ impl KeyService {
         &self,
         provider: ProviderId,
         base_url: Option<&str>,
-    ) -> Result<Option<crate::ssrf::CheckedUrl>, ApiError> {
-        match (provider, base_url.map(str::trim).filter(|b| !b.is_empty())) {
-            (ProviderId::OpenAiCompatible, Some(raw)) => self.upstreams.check_base_url(raw).map(Some).map_err(|e| {
+    ) -> Result<Option<CheckedUrl>, ApiError> {
+        let own_server = provider.def().base_url.is_none();
+        match (own_server, base_url.map(str::trim).filter(|b| !b.is_empty())) {
+            (true, Some(raw)) => self.verifier.check_base_url(raw).map(Some).map_err(|e| {
                 ApiError::invalid_request(e.code(), format!("This base URL cannot be used: {e}.")).param("baseUrl")
             }),
-            (ProviderId::OpenAiCompatible, None) => Err(ApiError::invalid_request(
+            (true, None) => Err(ApiError::invalid_request(
                 "base_url_required",
                 "An openai-compatible key needs the server's base URL (for example https://llm.example.com/v1).",
             )
             .param("baseUrl")),
-            (_, None) => Ok(None),
-            (_, Some(_)) => Err(ApiError::invalid_request(
+            (false, None) => Ok(None),
+            (false, Some(_)) => Err(ApiError::invalid_request(
                 "base_url_not_allowed",
                 format!("{provider} keys are always used with {provider}'s own API; only openai-compatible keys take a base URL."),
             )
@@ -222,15 +238,11 @@ impl KeyService {
     async fn verify(
         &self,
         provider: ProviderId,
-        base: Option<&crate::ssrf::CheckedUrl>,
+        base: Option<&CheckedUrl>,
         key: &SecretString,
         key_param: &'static str,
     ) -> Result<(), ApiError> {
-        let checked = match base {
-            Some(base) => self.upstreams.check_key_at(base, key, self.key_check_timeout).await,
-            None => self.upstreams.check_key(provider, key, self.key_check_timeout).await,
-        };
-        match checked {
+        match self.verifier.check_key(provider, base, key).await {
             Ok(KeyCheck::Accepted) => Ok(()),
             Ok(KeyCheck::Rejected) => Err(ApiError::invalid_request(
                 "provider_key_rejected",
@@ -243,6 +255,9 @@ impl KeyService {
             )
             .param(key_param)
             .with_source(e)),
+            Err(KeyCheckError::Refused { code, reason }) => {
+                Err(ApiError::forbidden(code, format!("Relay will not connect there: {reason}.")))
+            }
             Err(e) => Err(ApiError::bad_gateway(
                 "provider_unavailable",
                 format!("Could not check the key with {provider} right now; nothing was stored. Try again shortly."),
@@ -351,15 +366,8 @@ impl KeyService {
             }
         }
         self.rotate_signing_keys(target, &mut report).await?;
-        self.store
-            .append_audit(&AuditEvent {
-                tenant_id: None,
-                actor: "operator".into(),
-                action: "kek.rotate".into(),
-                target: Some(format!("v{target} rewrapped:{} failed:{}", report.rewrapped, report.failed)),
-                created_at: Utc::now(),
-            })
-            .await?;
+        let summary = format!("v{target} rewrapped:{} failed:{}", report.rewrapped, report.failed);
+        crate::audit::record(&*self.store, None, "operator", "kek.rotate", Some(summary)).await;
         Ok(report)
     }
 
@@ -379,19 +387,6 @@ impl KeyService {
             }
         }
         Ok(())
-    }
-
-    async fn audit(&self, tenant_id: Uuid, actor: &str, action: &str, target: String) {
-        let event = AuditEvent {
-            tenant_id: Some(tenant_id),
-            actor: actor.into(),
-            action: action.into(),
-            target: Some(target),
-            created_at: Utc::now(),
-        };
-        if let Err(e) = self.store.append_audit(&event).await {
-            tracing::error!(error = ?e, action, "could not write the audit log");
-        }
     }
 }
 

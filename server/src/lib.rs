@@ -4,6 +4,7 @@
 //! `auth` (who may call what), `keys` (connect / open / rotate provider keys), `vault` (envelope
 //! encryption), `store` (PostgreSQL and SQLite), `providers` (what each provider needs).
 
+pub mod audit;
 pub mod auth;
 pub mod browser;
 pub mod cli;
@@ -24,5 +25,6 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod tenants;
+pub mod upstream;
 pub mod usage_log;
 pub mod vault;

@@ -20,14 +20,11 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::HttpRequest;
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 use crate::error::ApiError;
 pub use crate::domain::limits::{Limit, Limits, Rate};
-use crate::gateway::Caller;
+use crate::browser::BrowserAccess;
 use crate::metrics::Metrics;
-use crate::startup::AppState;
-use crate::store::TenantSettings;
 
 /// What a limit is on; also the `scope` label of `relay_rate_limited_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -404,75 +401,21 @@ pub fn apply(req: &actix_web::HttpRequest, decision: Decision) -> Result<(), Api
     }
 }
 
-/// A tenant's limits and free tier (cached by the store for `RELAY_CACHE_TTL`).
-async fn tenant_settings(state: &AppState, tenant_id: Uuid) -> Result<TenantSettings, ApiError> {
-    Ok(state.store.get_tenant_settings(tenant_id).await?.unwrap_or_default())
-}
-
-/// Counts a request against its `rly-` key's limit (the tenant's, else the server's).
-pub async fn admit_api_key(
-    state: &AppState,
-    req: &HttpRequest,
-    tenant_id: Uuid,
-    api_key_id: Uuid,
-) -> Result<(), ApiError> {
-    let settings = tenant_settings(state, tenant_id).await?;
-    let Some(rate) = settings.rate_limit_api_key.unwrap_or(state.limiter.defaults.api_key).rate() else {
-        return Ok(());
-    };
-    let decision = state.limiter.check(Scope::ApiKey, api_key_id.as_bytes(), rate).await;
-    apply(req, decision)
-}
-
-/// Counts a provider call against the end user's limit for their tier, and for a free-tier
-/// user of a tenant with a model allowlist, records the allowlist on the caller.
-pub async fn admit_end_user(state: &AppState, req: &HttpRequest, caller: &mut Caller) -> Result<(), ApiError> {
-    let settings = tenant_settings(state, caller.tenant_id).await?;
-    let defaults = &state.limiter.defaults;
-    let limit = if caller.paid {
-        settings.rate_limit_end_user.unwrap_or(defaults.end_user)
-    } else {
-        settings.rate_limit_free_end_user.unwrap_or(defaults.free_end_user)
-    };
-    if !caller.paid && !settings.free_models.is_empty() {
-        caller.free_models = Some(Arc::from(settings.free_models.as_slice()));
-    }
-    let Some(rate) = limit.rate() else { return Ok(()) };
-    let mut identity = Vec::with_capacity(32);
-    identity.extend_from_slice(caller.tenant_id.as_bytes());
-    identity.extend_from_slice(caller.end_user.id.as_bytes());
-    let decision = state.limiter.check(Scope::EndUser { paid: caller.paid }, &identity, rate).await;
-    apply(req, decision)
-}
-
 /// Counts a call to a public route (`Registration` or `Connect`) against the client's address.
-pub async fn admit_ip(state: &AppState, req: &HttpRequest, scope: Scope) -> Result<(), ApiError> {
+pub async fn admit_ip(
+    req: &HttpRequest,
+    limiter: &RateLimiter,
+    browser: &BrowserAccess,
+    scope: Scope,
+) -> Result<(), ApiError> {
     let limit = match scope {
-        Scope::Registration => state.limiter.defaults.registration,
-        _ => state.limiter.defaults.connect,
+        Scope::Registration => limiter.defaults.registration,
+        _ => limiter.defaults.connect,
     };
     let Some(rate) = limit.rate() else { return Ok(()) };
-    let ip = state.browser.client_ip(req).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let decision = state.limiter.check(scope, &crate::browser::BrowserAccess::limiter_identity(ip), rate).await;
+    let ip = browser.client_ip(req).unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let decision = limiter.check(scope, &BrowserAccess::limiter_identity(ip), rate).await;
     apply(req, decision)
-}
-
-/// A free-tier caller may only name models of the tenant's allowlist. `names` are the forms
-/// the model was asked for by (as sent, and without a `provider/` prefix).
-pub fn check_free_model(caller: &Caller, names: &[&str]) -> Result<(), ApiError> {
-    let Some(allowed) = &caller.free_models else { return Ok(()) };
-    if names.iter().any(|n| allowed.iter().any(|p| glob_matches(p, n))) {
-        return Ok(());
-    }
-    let shown = names.first().copied().unwrap_or_default();
-    Err(ApiError::forbidden(
-        "model_not_allowed",
-        format!(
-            "The model {shown:?} is not available on this app's free tier. Free-tier models: {}.",
-            allowed.join(", ")
-        ),
-    )
-    .param("model"))
 }
 
 /// `*` (any run of characters) and `?` (one character) globs, ASCII case-insensitive, for the

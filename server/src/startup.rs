@@ -15,31 +15,13 @@ use crate::config::Config;
 use crate::error::{json_error, ApiError};
 use crate::keys::KeyService;
 use crate::metrics::Metrics;
-use crate::providers::Upstreams;
 use crate::ratelimit::RateLimiter;
-use crate::store::{self, DynStore};
+use crate::routes::ServerSettings;
+use crate::store::{self, DynStore, Store};
+use crate::upstream::{Upstream, Upstreams};
 use crate::usage_log::UsageLog;
 use crate::vault::Vault;
 use crate::{auth, routes, telemetry};
-
-/// What every handler can reach.
-pub struct AppState {
-    pub store: DynStore,
-    pub keys: KeyService,
-    /// Session tokens (`x-relay-token`) for browser calls.
-    pub sessions: SessionService,
-    /// CORS origins and client addresses.
-    pub browser: BrowserAccess,
-    /// Rate limits, in memory or shared through Redis.
-    pub limiter: RateLimiter,
-    /// Usage events, written in batches.
-    pub usage: UsageLog,
-    pub public_url: Option<String>,
-    pub max_relay_body_bytes: usize,
-    pub metrics: Arc<Metrics>,
-    /// /metrics is served on its own listener instead of this one.
-    pub metrics_elsewhere: bool,
-}
 
 /// Small writes (an SSE chunk, a short JSON answer) leave at once instead of waiting for the
 /// client's delayed acknowledgement (Nagle's algorithm).
@@ -54,6 +36,42 @@ fn no_delay(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) 
 /// The separate metrics listener's one route.
 async fn metrics_only(metrics: web::Data<Metrics>) -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(metrics.render())
+}
+
+/// The services handlers and middleware take, each registered on its own.
+#[derive(Clone)]
+struct Services {
+    store: web::Data<dyn Store>,
+    keys: web::Data<KeyService>,
+    sessions: web::Data<SessionService>,
+    browser: web::Data<BrowserAccess>,
+    limiter: web::Data<RateLimiter>,
+    usage: web::Data<UsageLog>,
+    metrics: web::Data<Metrics>,
+    upstream: web::Data<Upstream>,
+    settings: web::Data<ServerSettings>,
+}
+
+impl Services {
+    fn register<T>(&self, app: App<T>) -> App<T>
+    where
+        T: actix_web::dev::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+    {
+        app.app_data(self.store.clone())
+            .app_data(self.keys.clone())
+            .app_data(self.sessions.clone())
+            .app_data(self.browser.clone())
+            .app_data(self.limiter.clone())
+            .app_data(self.usage.clone())
+            .app_data(self.metrics.clone())
+            .app_data(self.upstream.clone())
+            .app_data(self.settings.clone())
+    }
 }
 
 pub struct Application {
@@ -82,7 +100,7 @@ impl Application {
         let vault = Vault::new(Arc::new(config.store.keyring));
         let timeouts = config.upstream_timeouts;
         let upstreams = Upstreams::new(&config.upstreams, &timeouts)?.with_policy(config.upstream_policy)?;
-        let keys = KeyService::new(store.clone(), vault, upstreams, config.verify_provider_keys, timeouts.key_check);
+        let keys = KeyService::new(store.clone(), vault, upstreams.clone(), config.verify_provider_keys);
         let sessions = SessionService::load(store.clone(), keys.vault()).await?;
         let browser = BrowserAccess::new(store.clone(), &config.browser, config.public_url.as_deref());
         let metrics = Arc::new(Metrics::new()?);
@@ -95,21 +113,25 @@ impl Application {
             None => RateLimiter::in_memory(config.limits, metrics.clone()),
         };
         let usage = UsageLog::start(store.clone());
-        let state = web::Data::new(AppState {
-            store,
-            keys,
-            sessions,
-            browser,
-            limiter,
-            usage: usage.clone(),
-            public_url: config.public_url,
-            max_relay_body_bytes: config.max_relay_body_bytes,
-            metrics,
-            metrics_elsewhere: config.metrics_listen.is_some(),
-        });
+        let upstream = Upstream::new(upstreams, keys.clone(), metrics.clone(), usage.clone());
+        // Each handler takes the services it uses (`web::Data<…>`), nothing else.
+        let services = Services {
+            store: web::Data::from(store),
+            keys: web::Data::new(keys),
+            sessions: web::Data::new(sessions),
+            browser: web::Data::new(browser),
+            limiter: web::Data::new(limiter),
+            usage: web::Data::new(usage.clone()),
+            metrics: web::Data::from(metrics),
+            upstream: web::Data::new(upstream),
+            settings: web::Data::new(ServerSettings {
+                max_relay_body_bytes: config.max_relay_body_bytes,
+                metrics_elsewhere: config.metrics_listen.is_some(),
+            }),
+        };
         let metrics_server = match &config.metrics_listen {
             Some(addr) => {
-                let metrics = web::Data::from(state.metrics.clone());
+                let metrics = services.metrics.clone();
                 let server = HttpServer::new(move || {
                     App::new().app_data(metrics.clone()).route("/metrics", web::get().to(metrics_only))
                 })
@@ -127,8 +149,9 @@ impl Application {
         let port = listener.local_addr()?.port();
         let max_body = config.max_body_bytes;
         let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
+            let cors = services.browser.cors();
+            services
+                .register(App::new())
                 .app_data(web::JsonConfig::default().limit(max_body).error_handler(|err, _req| json_error(err).into()))
                 .app_data(web::PayloadConfig::default().limit(max_body))
                 .app_data(web::QueryConfig::default().error_handler(|err, _req| {
@@ -140,7 +163,7 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
                 .wrap(from_fn(auth::authenticate))
-                .wrap(state.browser.cors())
+                .wrap(cors)
                 .wrap(from_fn(browser::gate))
                 .wrap(from_fn(telemetry::request_context))
         })

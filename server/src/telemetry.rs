@@ -51,7 +51,7 @@ pub async fn request_context(
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route, tenant_id = tracing::field::Empty);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let metrics = req.app_data::<actix_web::web::Data<crate::startup::AppState>>().map(|s| s.metrics.clone());
+    let metrics = req.app_data::<actix_web::web::Data<crate::metrics::Metrics>>().cloned();
     let started = Instant::now();
 
     let result = next.call(req).instrument(span.clone()).await;

@@ -7,7 +7,7 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use crate::auth::tokens::{generate_api_key, ParsedApiKey};
-use crate::store::{ApiKeyRecord, AuditEvent, DynStore, Result, Tenant};
+use crate::store::{ApiKeyRecord, DynStore, Result, Tenant};
 
 /// A key as just created: the only time its secret exists outside the caller's hands.
 pub struct NewApiKey {
@@ -36,7 +36,7 @@ pub async fn create_tenant(store: &DynStore, name: &str, actor: &str) -> Result<
     let tenant =
         Tenant { id: Uuid::new_v4(), name: name.to_owned(), app_id: generate_app_id(), created_at: Utc::now() };
     store.create_tenant(&tenant).await?;
-    audit(store, tenant.id, actor, "tenant.create", tenant.id.to_string()).await?;
+    crate::audit::record(&**store, Some(tenant.id), actor, "tenant.create", Some(tenant.id.to_string())).await;
     let key = create_api_key(store, tenant.id, Some("default"), actor).await?;
     Ok((tenant, key))
 }
@@ -54,7 +54,7 @@ pub async fn create_api_key(store: &DynStore, tenant_id: Uuid, name: Option<&str
         revoked_at: None,
     };
     store.insert_api_key(&record).await?;
-    audit(store, tenant_id, actor, "api_key.create", record.id.to_string()).await?;
+    crate::audit::record(&**store, Some(tenant_id), actor, "api_key.create", Some(record.id.to_string())).await;
     Ok(NewApiKey { secret, display: parsed.display(), record })
 }
 
@@ -63,21 +63,9 @@ pub async fn revoke_api_key(store: &DynStore, tenant_id: Uuid, key_id: &str, act
     let public_id = ParsedApiKey::parse(key_id).map(|p| p.public_id).unwrap_or_else(|| key_id.to_owned());
     let done = store.revoke_api_key(tenant_id, &public_id, Utc::now()).await?;
     if done {
-        audit(store, tenant_id, actor, "api_key.revoke", public_id).await?;
+        crate::audit::record(&**store, Some(tenant_id), actor, "api_key.revoke", Some(public_id)).await;
     }
     Ok(done)
-}
-
-async fn audit(store: &DynStore, tenant_id: Uuid, actor: &str, action: &str, target: String) -> Result<()> {
-    store
-        .append_audit(&AuditEvent {
-            tenant_id: Some(tenant_id),
-            actor: actor.into(),
-            action: action.into(),
-            target: Some(target),
-            created_at: Utc::now(),
-        })
-        .await
 }
 
 #[cfg(test)]

@@ -90,7 +90,7 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
         verify_provider_keys: options.verify_provider_keys,
         max_body_bytes: options.max_body_bytes,
         max_relay_body_bytes: 1024 * 1024,
-        upstream_timeouts: relay::providers::UpstreamTimeouts {
+        upstream_timeouts: relay::upstream::UpstreamTimeouts {
             connect: Duration::from_secs(5),
             key_check: Duration::from_secs(5),
             first_byte: Duration::from_secs(30),

@@ -107,8 +107,8 @@ fn keys(app: &TestApp) -> relay::keys::KeyService {
     let vault = relay::vault::Vault::new(std::sync::Arc::new(
         relay::vault::LocalKeyring::parse(&secrecy::SecretString::from(app.master_keys.clone())).expect("keyring"),
     ));
-    let upstreams = relay::providers::Upstreams::new(&Default::default(), &Default::default()).expect("upstreams");
-    relay::keys::KeyService::new(app.store.clone(), vault, upstreams, false, std::time::Duration::from_secs(1))
+    let upstreams = relay::upstream::Upstreams::new(&Default::default(), &Default::default()).expect("upstreams");
+    relay::keys::KeyService::new(app.store.clone(), vault, upstreams, false)
 }
 
 async fn each_provider_gets_its_key_its_way(backend: Backend) {

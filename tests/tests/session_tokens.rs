@@ -11,7 +11,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use relay::auth::session::{signing_key_context, SessionClaims, SessionService, SIGNING_KEY_NAME};
 use relay::keys::KeyService;
-use relay::providers::{ProviderId, UpstreamTimeouts, Upstreams};
+use relay::providers::ProviderId;
+use relay::upstream::{UpstreamTimeouts, Upstreams};
 use relay::store::{DatabaseUrl, DynStore, TenantSettings};
 use relay::vault::{LocalKeyring, Vault};
 use relay_tests::app::{assert_error, spawn_app, TestApp};
@@ -365,7 +366,7 @@ async fn signing_key_is_shared_and_survives_rotation(backend: Backend) {
     let v2 = LocalKeyring::generate_entry(2).expose_secret().to_owned();
     let both = format!("{v2},{}", app.master_keys);
     let upstreams = Upstreams::new(&HashMap::new(), &UpstreamTimeouts::default()).expect("upstreams");
-    let keys = KeyService::new(app.store.clone(), vault(&both), upstreams, false, Duration::from_secs(5));
+    let keys = KeyService::new(app.store.clone(), vault(&both), upstreams, false);
     let report = keys.rotate().await.expect("rotate");
     assert_eq!((report.rewrapped, report.failed), (0, 0), "no provider keys stored: {report:?}");
     assert_eq!((report.signing_keys_rewrapped, report.signing_keys_failed), (1, 0), "{report:?}");

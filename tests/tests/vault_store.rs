@@ -10,7 +10,8 @@ use actix_web::ResponseError;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use relay::keys::KeyService;
-use relay::providers::{ProviderId, UpstreamTimeouts, Upstreams};
+use relay::providers::ProviderId;
+use relay::upstream::{UpstreamTimeouts, Upstreams};
 use relay::store::{DatabaseUrl, DynStore, EndUser, StoredProviderKey};
 use relay::vault::{LocalKeyring, SealContext, Vault, VaultError};
 use relay_tests::process::run_cli;
@@ -53,7 +54,7 @@ both_backends! {
 fn key_service(store: &DynStore, master_keys: &str) -> KeyService {
     let ring = LocalKeyring::parse(&SecretString::from(master_keys.to_owned())).expect("valid keyring");
     let upstreams = Upstreams::new(&HashMap::new(), &UpstreamTimeouts::default()).expect("upstreams");
-    KeyService::new(store.clone(), Vault::new(Arc::new(ring)), upstreams, false, Duration::from_secs(5))
+    KeyService::new(store.clone(), Vault::new(Arc::new(ring)), upstreams, false)
 }
 
 /// The app's keyring with a new v2 key in front: `v2:<new>,v1:<app's>`.

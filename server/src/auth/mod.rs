@@ -1,20 +1,26 @@
 //! Who is calling. Deny by default: `authenticate` runs on every route and lets a request through
 //! without a developer key only if its route is in `PUBLIC_ROUTES`.
 
+mod caller;
 pub mod session;
 pub mod tokens;
 
 use std::future::{ready, Ready};
+use std::sync::Arc;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::middleware::Next;
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use uuid::Uuid;
 
+pub use caller::{paid_header, Caller};
+pub(crate) use caller::data;
+
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::ratelimit::{self, RateLimiter, Scope};
+use crate::store::{Store, TenantSettings};
 use tokens::{hashes_equal, ParsedApiKey};
 
 /// Routes that answer without a developer key: `{}` stands for one path segment.
@@ -79,7 +85,7 @@ impl FromRequest for TenantAuth {
     }
 }
 
-fn missing_key() -> ApiError {
+pub(crate) fn missing_key() -> ApiError {
     ApiError::unauthenticated(
         "relay_key_missing",
         "No API key provided. Send your Relay key as 'Authorization: Bearer rly-...'.",
@@ -97,28 +103,62 @@ pub async fn authenticate(
     if is_public(req.method().as_str(), req.path()) || is_browser_session_call(&req) {
         return next.call(req).await.map(|res| with_limit_headers(res.map_into_boxed_body()));
     }
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return Ok(req.into_response(actix_web::HttpResponse::from_error(ApiError::internal(anyhow::anyhow!(
-            "app state missing"
-        )))));
+    let (store, limiter) = match (data::<dyn Store>(req.request()), data::<RateLimiter>(req.request())) {
+        (Ok(store), Ok(limiter)) => (store, limiter),
+        (Err(e), _) | (_, Err(e)) => return Ok(req.into_response(actix_web::HttpResponse::from_error(e))),
     };
-    let auth = match check_api_key(&state, req.headers().get(AUTHORIZATION)).await {
+    let auth = match check_api_key(&**store, req.headers().get(AUTHORIZATION)).await {
         Ok(auth) => auth,
         Err(e) => return Ok(req.into_response(actix_web::HttpResponse::from_error(e))),
     };
     tracing::Span::current().record("tenant_id", tracing::field::display(auth.tenant_id));
     req.extensions_mut().insert(auth);
-    if let Err(e) = crate::ratelimit::admit_api_key(&state, req.request(), auth.tenant_id, auth.api_key_id).await {
+    if let Err(e) = admit_api_key(req.request(), &**store, &limiter, auth).await {
         return Ok(req.into_response(actix_web::HttpResponse::from_error(e)));
     }
     next.call(req).await.map(|res| with_limit_headers(res.map_into_boxed_body()))
 }
 
+/// The settings of the tenant a request acts for, read once per request (from the store's
+/// cache) and kept on the request for the next reader.
+#[derive(Clone)]
+struct RequestSettings(Uuid, Arc<TenantSettings>);
+
+pub(crate) async fn tenant_settings(
+    req: &HttpRequest,
+    store: &dyn Store,
+    tenant_id: Uuid,
+) -> Result<Arc<TenantSettings>, ApiError> {
+    if let Some(RequestSettings(id, settings)) = req.extensions().get::<RequestSettings>().cloned() {
+        if id == tenant_id {
+            return Ok(settings);
+        }
+    }
+    let settings = Arc::new(store.get_tenant_settings(tenant_id).await?.unwrap_or_default());
+    req.extensions_mut().insert(RequestSettings(tenant_id, settings.clone()));
+    Ok(settings)
+}
+
+/// Counts a request against its `rly-` key's limit (the tenant's, else the server's).
+async fn admit_api_key(
+    req: &HttpRequest,
+    store: &dyn Store,
+    limiter: &RateLimiter,
+    auth: TenantAuth,
+) -> Result<(), ApiError> {
+    let settings = tenant_settings(req, store, auth.tenant_id).await?;
+    let Some(rate) = settings.rate_limit_api_key.unwrap_or(limiter.defaults.api_key).rate() else {
+        return Ok(());
+    };
+    let decision = limiter.check(Scope::ApiKey, auth.api_key_id.as_bytes(), rate).await;
+    ratelimit::apply(req, decision)
+}
+
 /// Writes the tightest rate limit the request was counted against as `x-ratelimit-*` headers
 /// (a 429 already carries them).
 fn with_limit_headers(mut res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
-    let applied = res.request().extensions().get::<crate::ratelimit::Applied>().copied();
-    if let Some(crate::ratelimit::Applied(decision)) = applied {
+    let applied = res.request().extensions().get::<ratelimit::Applied>().copied();
+    if let Some(ratelimit::Applied(decision)) = applied {
         if decision.allowed {
             decision.write_headers(res.headers_mut());
         }
@@ -127,7 +167,7 @@ fn with_limit_headers(mut res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxB
 }
 
 async fn check_api_key(
-    state: &AppState,
+    store: &dyn Store,
     header: Option<&actix_web::http::header::HeaderValue>,
 ) -> Result<TenantAuth, ApiError> {
     let header = header.ok_or_else(missing_key)?;
@@ -146,7 +186,7 @@ async fn check_api_key(
         return Err(missing_key());
     }
     let parsed = ParsedApiKey::parse(token).ok_or_else(invalid_key)?;
-    let record = state.store.find_api_key(&parsed.public_id).await?.ok_or_else(invalid_key)?;
+    let record = store.find_api_key(&parsed.public_id).await?.ok_or_else(invalid_key)?;
     if !hashes_equal(&parsed.hash, &record.secret_hash) {
         return Err(invalid_key());
     }

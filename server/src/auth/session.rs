@@ -10,7 +10,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpRequest};
 use anyhow::Context;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -30,7 +30,7 @@ use zeroize::Zeroizing;
 
 use crate::error::ApiError;
 use crate::providers::ProviderId;
-use crate::startup::AppState;
+use crate::browser::BrowserAccess;
 use crate::store::{DynStore, EndUser, SessionSigningKey};
 use crate::vault::{SealContext, Vault};
 
@@ -258,11 +258,9 @@ impl FromRequest for BrowserSession {
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("app state missing")))?;
-            let (claims, end_user) = authenticate_session(&state, &req).await?;
+            let sessions = super::data::<SessionService>(&req)?;
+            let browser = super::data::<BrowserAccess>(&req)?;
+            let (claims, end_user) = authenticate_session(&sessions, &browser, &req).await?;
             Ok(Self { claims, end_user })
         })
     }
@@ -270,15 +268,19 @@ impl FromRequest for BrowserSession {
 
 /// Verifies the request's `x-relay-token` and, when the request carries an `Origin`, that the
 /// token's tenant allows that origin (403 `origin_not_allowed` otherwise).
-pub async fn authenticate_session(state: &AppState, req: &HttpRequest) -> Result<(SessionClaims, EndUser), ApiError> {
+pub async fn authenticate_session(
+    sessions: &SessionService,
+    browser: &BrowserAccess,
+    req: &HttpRequest,
+) -> Result<(SessionClaims, EndUser), ApiError> {
     let raw = req.headers().get(SESSION_HEADER).ok_or_else(token_missing)?;
     let raw = raw.to_str().map_err(|_| token_invalid())?.trim();
     if raw.is_empty() {
         return Err(token_missing());
     }
-    let (claims, user) = state.sessions.verify(raw).await?;
+    let (claims, user) = sessions.verify(raw).await?;
     tracing::Span::current().record("tenant_id", tracing::field::display(claims.tid));
-    crate::browser::check_origin(state, claims.tid, req).await?;
+    browser.check_origin(claims.tid, req).await?;
     Ok((claims, user))
 }
 

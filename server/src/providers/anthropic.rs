@@ -20,6 +20,9 @@
 //!   loop (Anthropic needs the signed thinking blocks of that turn back, which OpenAI clients do not
 //!   keep). `max_tokens` always stays above the budget.
 
+mod provider;
+pub use provider::PROVIDER;
+
 use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
@@ -1233,6 +1236,7 @@ mod tests {
     fn item_json(item: StreamItem) -> Value {
         match item {
             StreamItem::Chunk(v) | StreamItem::Error(v) => v,
+            other => panic!("a translator only makes chunks and errors, not {other:?}"),
         }
     }
 

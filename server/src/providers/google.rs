@@ -12,6 +12,9 @@
 //! - `n` > 1 is refused: one candidate keeps streaming and tool-call indexes simple.
 //! - `parallel_tool_calls` is accepted and ignored: Gemini has no switch for it.
 
+mod provider;
+pub use provider::PROVIDER;
+
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use rand::distributions::{Alphanumeric, DistString};
@@ -1197,6 +1200,7 @@ mod tests {
     fn item_json(item: StreamItem) -> Value {
         match item {
             StreamItem::Chunk(v) | StreamItem::Error(v) => v,
+            other => panic!("a translator only makes chunks and errors, not {other:?}"),
         }
     }
 

@@ -1,22 +1,30 @@
-//! The providers Relay can hold keys for: their ids, key formats, where their APIs live and how a
-//! key is presented to them. Translation of the unified API lives in one file per provider.
+//! The providers Relay can hold keys for. Each has one definition (`Provider`) in its own file:
+//! where its API is, how its keys look and are sent, which paths pass, and which dialect it speaks.
+//!
+//! Adding a provider: a file (or folder) with its `Provider` value, a `ProviderId` variant, and
+//! its line in `ProviderId::def`. Nothing outside this module matches on a provider.
 
 pub mod anthropic;
+mod dialect;
 pub mod google;
+mod groq;
+mod mistral;
+mod openai;
+mod openai_compatible;
+pub mod openai_format;
+mod openrouter;
 pub mod routing;
 pub mod unified;
-mod verify;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
-pub use verify::{KeyCheck, KeyCheckError};
+pub use dialect::{Dialect, Listed, ResponseError};
 
 /// A provider Relay holds keys for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -34,6 +42,51 @@ pub enum ProviderId {
     OpenAiCompatible,
 }
 
+/// Everything Relay knows about one provider.
+pub struct Provider {
+    pub id: ProviderId,
+    /// The name in URLs, JSON and messages: `openai`, `openai-compatible`.
+    pub name: &'static str,
+    /// The public API root; `RELAY_UPSTREAM_<PROVIDER>` replaces it. `None`: every key carries
+    /// its own (`openai-compatible`).
+    pub base_url: Option<&'static str>,
+    pub auth: Auth,
+    pub key: KeyFormat,
+    /// The cheapest authenticated GET that fails for a bad key, below the base URL.
+    pub key_check_path: &'static str,
+    /// Model names this provider serves without a `provider/` prefix: `gpt-*` (a prefix) or an
+    /// exact name. Exact names win over prefixes, longer prefixes over shorter.
+    pub models: &'static [&'static str],
+    /// Paths the raw passthrough may reach below the base URL; `/*` at the end stands for one
+    /// or more further segments.
+    pub passthrough_paths: &'static [&'static str],
+    /// Whether `/v1/embeddings` can be served.
+    pub embeddings: bool,
+    /// How its API is spoken: OpenAI's format, or a translator.
+    pub dialect: &'static dyn Dialect,
+}
+
+/// How a key travels to the provider: always a header, never a URL.
+pub enum Auth {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// The key as the value of `name`, plus fixed headers the API requires.
+    Header { name: &'static str, fixed: &'static [(&'static str, &'static str)] },
+}
+
+/// What a provider's keys look like.
+pub struct KeyFormat {
+    /// Checks the shape (the length and character set are checked before).
+    pub check: fn(&str) -> bool,
+    /// Said when the shape is wrong, and shown as the widget's hint.
+    pub shape: &'static str,
+    /// Public prefixes, longest first: the fingerprint keeps one, and text shaped like a key
+    /// with one of them is masked in provider messages.
+    pub prefixes: &'static [&'static str],
+    /// Self-hosted servers choose their own formats: any visible ASCII instead of `[A-Za-z0-9_-]`.
+    pub any_visible_ascii: bool,
+}
+
 impl ProviderId {
     pub const ALL: [ProviderId; 6] = [
         ProviderId::OpenAi,
@@ -43,18 +96,6 @@ impl ProviderId {
         ProviderId::Mistral,
         ProviderId::OpenRouter,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderId::OpenAi => "openai",
-            ProviderId::Anthropic => "anthropic",
-            ProviderId::Google => "google",
-            ProviderId::Groq => "groq",
-            ProviderId::Mistral => "mistral",
-            ProviderId::OpenRouter => "openrouter",
-            ProviderId::OpenAiCompatible => "openai-compatible",
-        }
-    }
 
     /// Every provider a key can be stored for: the built-in ones and `openai-compatible`.
     pub const STORABLE: [ProviderId; 7] = [
@@ -67,42 +108,54 @@ impl ProviderId {
         ProviderId::OpenAiCompatible,
     ];
 
-    /// The public API root; `RELAY_UPSTREAM_<PROVIDER>` replaces it.
-    pub fn default_base_url(self) -> &'static str {
+    /// The registry: each provider's one definition.
+    pub fn def(self) -> &'static Provider {
         match self {
-            ProviderId::OpenAi => "https://api.openai.com",
-            ProviderId::Anthropic => "https://api.anthropic.com",
-            ProviderId::Google => "https://generativelanguage.googleapis.com",
-            ProviderId::Groq => "https://api.groq.com/openai",
-            ProviderId::Mistral => "https://api.mistral.ai",
-            ProviderId::OpenRouter => "https://openrouter.ai/api",
-            // Never used: each key carries its own base URL.
-            ProviderId::OpenAiCompatible => "",
+            ProviderId::OpenAi => &openai::PROVIDER,
+            ProviderId::Anthropic => &anthropic::PROVIDER,
+            ProviderId::Google => &google::PROVIDER,
+            ProviderId::Groq => &groq::PROVIDER,
+            ProviderId::Mistral => &mistral::PROVIDER,
+            ProviderId::OpenRouter => &openrouter::PROVIDER,
+            ProviderId::OpenAiCompatible => &openai_compatible::PROVIDER,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.def().name
+    }
+
+    /// The public API root (empty for `openai-compatible`, whose keys carry their own).
+    pub fn default_base_url(self) -> &'static str {
+        self.def().base_url.unwrap_or("")
     }
 
     pub fn env_var(self) -> String {
         format!("RELAY_UPSTREAM_{}", self.as_str().to_ascii_uppercase())
     }
 
-    /// Headers that carry the key the way this provider wants it. Never a URL parameter.
+    /// Headers that carry the key the way this provider wants it, marked sensitive. Never a URL
+    /// parameter.
     pub fn auth_headers(self, key: &SecretString) -> Result<HeaderMap, KeyFormatError> {
         let mut headers = HeaderMap::new();
-        let sensitive = |v: String| {
-            let mut v = HeaderValue::from_str(&v).map_err(|_| KeyFormatError::Charset)?;
+        let sensitive = |v: &str| {
+            let mut v = HeaderValue::from_str(v).map_err(|_| KeyFormatError::Charset)?;
             v.set_sensitive(true);
             Ok::<_, KeyFormatError>(v)
         };
-        match self {
-            ProviderId::Anthropic => {
-                headers.insert(HeaderName::from_static("x-api-key"), sensitive(key.expose_secret().to_owned())?);
-                headers.insert(HeaderName::from_static("anthropic-version"), HeaderValue::from_static("2023-06-01"));
+        match &self.def().auth {
+            Auth::Bearer => {
+                // Built in a buffer that is wiped when dropped, not in a `format!` left behind.
+                let mut value = Zeroizing::new(String::with_capacity(7 + key.expose_secret().len()));
+                value.push_str("Bearer ");
+                value.push_str(key.expose_secret());
+                headers.insert(reqwest::header::AUTHORIZATION, sensitive(&value)?);
             }
-            ProviderId::Google => {
-                headers.insert(HeaderName::from_static("x-goog-api-key"), sensitive(key.expose_secret().to_owned())?);
-            }
-            _ => {
-                headers.insert(reqwest::header::AUTHORIZATION, sensitive(format!("Bearer {}", key.expose_secret()))?);
+            Auth::Header { name, fixed } => {
+                headers.insert(HeaderName::from_static(name), sensitive(key.expose_secret())?);
+                for (name, value) in *fixed {
+                    headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+                }
             }
         }
         Ok(headers)
@@ -116,42 +169,25 @@ impl ProviderId {
         if key.len() > 512 {
             return Err(KeyFormatError::Length);
         }
-        let token_chars = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        // Self-hosted servers choose their own key formats: any visible ASCII will do.
-        let visible = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
-        let charset_ok = if self == ProviderId::OpenAiCompatible { visible(key) } else { token_chars(key) };
+        let format = &self.def().key;
+        let charset_ok = if format.any_visible_ascii {
+            key.bytes().all(|b| b.is_ascii_graphic())
+        } else {
+            key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
         if !charset_ok {
             return Err(KeyFormatError::Charset);
         }
-        let ok = match self {
-            ProviderId::OpenAi => {
-                key.starts_with("sk-") && !key.starts_with("sk-ant-") && !key.starts_with("sk-or-") && key.len() >= 20
-            }
-            ProviderId::Anthropic => key.starts_with("sk-ant-") && key.len() >= 20,
-            ProviderId::Google => key.starts_with("AIza") && key.len() == 39,
-            ProviderId::Groq => key.starts_with("gsk_") && key.len() >= 20,
-            ProviderId::Mistral => key.len() == 32 && key.bytes().all(|b| b.is_ascii_alphanumeric()),
-            ProviderId::OpenRouter => key.starts_with("sk-or-") && key.len() >= 20,
-            ProviderId::OpenAiCompatible => true,
-        };
-        if ok {
+        if (format.check)(key) {
             Ok(())
         } else {
-            Err(KeyFormatError::Shape(self.key_shape()))
+            Err(KeyFormatError::Shape(format.shape))
         }
     }
 
     /// What a key of this provider looks like, for error messages and the widget's hint.
     pub fn key_shape(self) -> &'static str {
-        match self {
-            ProviderId::OpenAi => "OpenAI keys start with \"sk-\" (for example sk-proj-…)",
-            ProviderId::Anthropic => "Anthropic keys start with \"sk-ant-\"",
-            ProviderId::Google => "Google AI Studio keys start with \"AIza\" and are 39 characters long",
-            ProviderId::Groq => "Groq keys start with \"gsk_\"",
-            ProviderId::Mistral => "Mistral keys are 32 letters and digits",
-            ProviderId::OpenRouter => "OpenRouter keys start with \"sk-or-\"",
-            ProviderId::OpenAiCompatible => "use the API key your server expects",
-        }
+        self.def().key.shape
     }
 }
 
@@ -192,131 +228,26 @@ pub enum KeyFormatError {
 /// A short, non-secret hint that lets a person recognise a stored key: `sk-ant-…Wx9Z`.
 /// Only a known public prefix and the last four characters, never enough to use the key.
 pub fn fingerprint(provider: ProviderId, key: &str) -> String {
-    let prefixes: &[&str] = match provider {
-        ProviderId::OpenAi => &["sk-proj-", "sk-svcacct-", "sk-admin-", "sk-"],
-        ProviderId::Anthropic => &["sk-ant-"],
-        ProviderId::Google => &["AIza"],
-        ProviderId::Groq => &["gsk_"],
-        ProviderId::Mistral => &[],
-        ProviderId::OpenRouter => &["sk-or-v1-", "sk-or-"],
-        ProviderId::OpenAiCompatible => &[],
-    };
-    let prefix = prefixes.iter().find(|p| key.starts_with(**p)).copied().unwrap_or("");
+    let prefix = provider.def().key.prefixes.iter().find(|p| key.starts_with(**p)).copied().unwrap_or("");
     let tail_start = key.len().saturating_sub(4).max(prefix.len());
     format!("{prefix}…{}", key.get(tail_start..).unwrap_or(""))
 }
 
-/// Masks anything shaped like a provider key in text that came from a provider (error
-/// messages), keeping only its public prefix: `sk-proj-…`. Defence in depth: keys travel in
-/// headers, which providers do not echo, but a message must never carry one to a client.
-pub fn redact_key_like(text: &str) -> String {
-    const PREFIXES: [&str; 7] = ["sk-ant-", "sk-or-", "sk-proj-", "sk-", "AIza", "gsk_", "rly-"];
-    let is_token = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find(|c: char| is_token(c)) {
-        out.push_str(&rest[..start]);
-        let tail = &rest[start..];
-        let end = tail.find(|c: char| !is_token(c)).unwrap_or(tail.len());
-        let token = &tail[..end];
-        match PREFIXES.iter().find(|p| token.starts_with(**p)) {
-            Some(prefix) if token.len() >= 20 => {
-                out.push_str(prefix);
-                out.push('…');
-            }
-            _ => out.push_str(token),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
+/// Every public key prefix of every provider, longest first (for masking key-shaped text).
+pub fn key_prefixes() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> =
+        ProviderId::STORABLE.iter().flat_map(|p| p.def().key.prefixes.iter().copied()).collect();
+    all.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    all.dedup();
+    all
 }
 
-/// Where each provider's API is, and the one HTTP client Relay uses to call them.
-#[derive(Clone)]
-pub struct Upstreams {
-    base_urls: HashMap<ProviderId, String>,
-    client: reqwest::Client,
-    timeouts: UpstreamTimeouts,
-    /// For `openai-compatible` base URLs: checked by the policy at store time and at every
-    /// connection (the client's resolver), no redirects, no proxy.
-    policy: std::sync::Arc<crate::ssrf::UpstreamPolicy>,
-    guarded: reqwest::Client,
-}
-
-/// How long Relay waits on a provider. None of them caps a healthy long stream: `idle` is the
-/// longest gap between two chunks, not a total.
-#[derive(Debug, Clone)]
-pub struct UpstreamTimeouts {
-    pub connect: Duration,
-    pub key_check: Duration,
-    /// Until the response headers (for non-streaming calls, the whole answer).
-    pub first_byte: Duration,
-    pub idle: Duration,
-}
-
-impl Default for UpstreamTimeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(10),
-            key_check: Duration::from_secs(15),
-            first_byte: Duration::from_secs(600),
-            idle: Duration::from_secs(120),
-        }
-    }
-}
-
-impl Upstreams {
-    pub fn new(overrides: &HashMap<ProviderId, String>, timeouts: &UpstreamTimeouts) -> Result<Self, reqwest::Error> {
-        let base_urls = ProviderId::ALL
-            .into_iter()
-            .map(|p| {
-                let url = overrides.get(&p).map(String::as_str).unwrap_or(p.default_base_url());
-                (p, url.trim_end_matches('/').to_owned())
-            })
-            .collect();
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("relay/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        let policy = std::sync::Arc::new(crate::ssrf::UpstreamPolicy::new(Vec::new(), false));
-        let guarded =
-            crate::ssrf::client(policy.clone(), std::sync::Arc::new(crate::ssrf::SystemLookup), timeouts.connect)?;
-        Ok(Self { base_urls, client, timeouts: timeouts.clone(), policy, guarded })
-    }
-
-    /// Replaces the SSRF policy (from `RELAY_ALLOW_UPSTREAM_HOSTS` / `RELAY_ALLOW_PRIVATE_UPSTREAMS`).
-    pub fn with_policy(mut self, policy: crate::ssrf::UpstreamPolicy) -> Result<Self, reqwest::Error> {
-        let policy = std::sync::Arc::new(policy);
-        self.guarded =
-            crate::ssrf::client(policy.clone(), std::sync::Arc::new(crate::ssrf::SystemLookup), self.timeouts.connect)?;
-        self.policy = policy;
-        Ok(self)
-    }
-
-    /// Checks an `openai-compatible` base URL against the SSRF policy (no DNS; the guarded
-    /// client checks every resolved address when it connects).
-    pub fn check_base_url(&self, raw: &str) -> Result<crate::ssrf::CheckedUrl, crate::ssrf::SsrfError> {
-        crate::ssrf::check_base_url(&self.policy, raw)
-    }
-
-    /// The client for `openai-compatible` upstreams.
-    pub fn guarded_client(&self) -> &reqwest::Client {
-        &self.guarded
-    }
-
-    pub fn base_url(&self, provider: ProviderId) -> &str {
-        self.base_urls.get(&provider).map(String::as_str).unwrap_or(provider.default_base_url())
-    }
-
-    pub fn timeouts(&self) -> &UpstreamTimeouts {
-        &self.timeouts
-    }
-
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
-    }
+/// Whether `path` (decoded and normalised) may be reached through the raw passthrough.
+pub fn passthrough_allowed(provider: ProviderId, path: &str) -> bool {
+    provider.def().passthrough_paths.iter().any(|pattern| match pattern.strip_suffix("/*") {
+        Some(prefix) => path.strip_prefix(prefix).is_some_and(|rest| rest.len() > 1 && rest.starts_with('/')),
+        None => path == *pattern,
+    })
 }
 
 #[cfg(test)]
@@ -325,8 +256,9 @@ mod tests {
 
     #[test]
     fn parse_and_print() {
-        for p in ProviderId::ALL {
+        for p in ProviderId::STORABLE {
             assert_eq!(p.as_str().parse::<ProviderId>(), Ok(p));
+            assert_eq!(p.def().id, p, "{p}: the registry points at the right definition");
         }
         assert!("OpenAI".parse::<ProviderId>().is_err());
         assert!("".parse::<ProviderId>().is_err());
@@ -344,6 +276,8 @@ mod tests {
         assert!(ProviderId::Mistral.check_key_format(&"a1".repeat(16)).is_ok());
         assert!(ProviderId::Mistral.check_key_format(&"a1".repeat(15)).is_err());
         assert!(ProviderId::OpenRouter.check_key_format(&fake("sk-or-v1-", 64)).is_ok());
+        assert!(ProviderId::OpenAiCompatible.check_key_format("any~visible!ascii").is_ok());
+        assert_eq!(ProviderId::OpenAiCompatible.check_key_format("has space"), Err(KeyFormatError::Charset));
         assert_eq!(ProviderId::OpenAi.check_key_format(""), Err(KeyFormatError::Empty));
         assert_eq!(ProviderId::OpenAi.check_key_format("sk-abc def ghi jkl mno"), Err(KeyFormatError::Charset));
         assert_eq!(ProviderId::OpenAi.check_key_format(&fake("sk-", 600)), Err(KeyFormatError::Length));
@@ -355,18 +289,7 @@ mod tests {
         assert_eq!(fingerprint(ProviderId::Anthropic, &key), "sk-ant-…WXYZ");
         assert_eq!(fingerprint(ProviderId::Mistral, &"a".repeat(32)), "…aaaa");
         assert_eq!(fingerprint(ProviderId::OpenAi, "sk-ab"), "sk-…ab");
-    }
-
-    #[test]
-    fn key_like_tokens_are_masked() {
-        let key = format!("sk-proj-{}", "A1b2".repeat(10));
-        let msg = format!("Incorrect API key provided: {key}. You can find your key at https://example.com/keys.");
-        let masked = redact_key_like(&msg);
-        assert!(!masked.contains(&key));
-        assert_eq!(masked, "Incorrect API key provided: sk-proj-…. You can find your key at https://example.com/keys.");
-        let g = format!("key=AIza{}&x", "x".repeat(35));
-        assert_eq!(redact_key_like(&g), "key=AIza…&x");
-        assert_eq!(redact_key_like("task-runner sk-short 한글 ok"), "task-runner sk-short 한글 ok");
+        assert_eq!(fingerprint(ProviderId::OpenAi, &format!("sk-proj-{}1234", "z".repeat(40))), "sk-proj-…1234");
     }
 
     #[test]
@@ -377,8 +300,30 @@ mod tests {
         assert!(v.is_sensitive());
         let h = ProviderId::OpenAi.auth_headers(&key).expect("headers");
         assert!(h.get("authorization").is_some_and(HeaderValue::is_sensitive));
+        assert_eq!(h.get("authorization").and_then(|v| v.to_str().ok()), Some("Bearer AIza-test"));
         let h = ProviderId::Anthropic.auth_headers(&key).expect("headers");
         assert!(h.get("x-api-key").is_some_and(HeaderValue::is_sensitive));
         assert!(h.get("anthropic-version").is_some());
+    }
+
+    #[test]
+    fn passthrough_allowlists() {
+        assert!(passthrough_allowed(ProviderId::OpenAi, "/v1/chat/completions"));
+        assert!(passthrough_allowed(ProviderId::OpenAi, "/v1/responses/resp_123"));
+        assert!(!passthrough_allowed(ProviderId::OpenAi, "/v1/responses/"));
+        assert!(!passthrough_allowed(ProviderId::OpenAi, "/v1/organization/users"));
+        assert!(!passthrough_allowed(ProviderId::OpenAi, "/v1/chat/completionsX"));
+        assert!(passthrough_allowed(ProviderId::Anthropic, "/v1/messages"));
+        assert!(!passthrough_allowed(ProviderId::Anthropic, "/v1/chat/completions"));
+        assert!(passthrough_allowed(ProviderId::Google, "/v1beta/models/gemini-2.5-flash:generateContent"));
+        assert!(!passthrough_allowed(ProviderId::Google, "/v1beta/files"));
+        assert!(passthrough_allowed(ProviderId::OpenAiCompatible, "/chat/completions"));
+    }
+
+    #[test]
+    fn prefixes_are_longest_first() {
+        let all = key_prefixes();
+        assert!(all.windows(2).all(|w| w[0].len() >= w[1].len()));
+        assert!(all.contains(&"sk-ant-") && all.contains(&"AIza") && all.contains(&"gsk_"));
     }
 }

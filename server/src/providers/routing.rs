@@ -10,9 +10,23 @@ pub struct Route {
     pub upstream_model: String,
 }
 
-pub const ACCEPTED_FORMS: &str = "gpt-*, o1*, o3*, o4*, chatgpt-*, text-embedding-* (OpenAI); claude-* (Anthropic); \
-gemini-*, text-embedding-004 (Google); mistral-*, codestral-*, magistral-* (Mistral); or an explicit \
-provider/model such as groq/llama-3.3-70b-versatile or openrouter/anthropic/claude-sonnet-4";
+/// The model names Relay routes, for error messages: every provider's own patterns, then the
+/// explicit form.
+pub fn accepted_forms() -> &'static str {
+    static FORMS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    FORMS.get_or_init(|| {
+        let mut parts: Vec<String> = ProviderId::ALL
+            .iter()
+            .filter(|p| !p.def().models.is_empty())
+            .map(|p| format!("{} ({p})", p.def().models.join(", ")))
+            .collect();
+        parts.push(
+            "or an explicit provider/model such as groq/llama-3.3-70b-versatile or openrouter/anthropic/claude-sonnet-4"
+                .into(),
+        );
+        parts.join("; ")
+    })
+}
 
 pub fn resolve(model: &str) -> Option<Route> {
     if let Some((prefix, rest)) = model.split_once('/') {
@@ -24,25 +38,21 @@ pub fn resolve(model: &str) -> Option<Route> {
     Some(Route { provider, upstream_model: model.to_owned() })
 }
 
+/// The provider whose model patterns name `model`: an exact name first, else the longest prefix.
 fn family(model: &str) -> Option<ProviderId> {
-    let starts = |p: &str| model.starts_with(p);
-    if model == "text-embedding-004" || starts("gemini-") {
-        Some(ProviderId::Google)
-    } else if starts("gpt-")
-        || starts("o1")
-        || starts("o3")
-        || starts("o4")
-        || starts("chatgpt-")
-        || starts("text-embedding-")
-    {
-        Some(ProviderId::OpenAi)
-    } else if starts("claude-") {
-        Some(ProviderId::Anthropic)
-    } else if starts("mistral-") || starts("codestral-") || starts("magistral-") {
-        Some(ProviderId::Mistral)
-    } else {
-        None
+    let mut best: Option<(usize, ProviderId)> = None;
+    for provider in ProviderId::ALL {
+        for pattern in provider.def().models {
+            match pattern.strip_suffix('*') {
+                None if *pattern == model => return Some(provider),
+                Some(prefix) if model.starts_with(prefix) && best.is_none_or(|(len, _)| prefix.len() > len) => {
+                    best = Some((prefix.len(), provider));
+                }
+                _ => {}
+            }
+        }
     }
+    best.map(|(_, p)| p)
 }
 
 /// How `/v1/models` names a provider's model so that it routes back to that provider.

@@ -1,6 +1,6 @@
 //! The contract between the unified API (OpenAI Chat Completions / Embeddings, served by
-//! `routes::unified`) and a provider whose own API differs (Anthropic, Google). A translator is
-//! pure: JSON in, JSON out, no I/O. The route layer does HTTP, keys, timeouts and piping.
+//! `gateway`) and a provider's dialect: contexts, prepared requests, stream items, usage, errors.
+//! A translator is pure: JSON in, JSON out, no I/O. `upstream` does HTTP, keys, timeouts, piping.
 
 use serde_json::Value;
 
@@ -46,9 +46,13 @@ impl TranslateError {
 pub enum StreamItem {
     /// A `chat.completion.chunk` object, sent as `data: {json}`.
     Chunk(Value),
-    /// An error after output started: sent as `data: {"error": {…}}`, then the stream closes
-    /// without `[DONE]`.
+    /// An upstream event passed on as it came, already framed (OpenAI-format providers).
+    Raw(bytes::Bytes),
+    /// An error after output started: sent as `data: {"error": {…}}` with anything shaped like
+    /// a key masked, then the stream closes without `[DONE]`.
     Error(Value),
+    /// `data: [DONE]`; the stream closes.
+    Done,
 }
 
 /// Token counts in OpenAI's terms.
@@ -95,6 +99,36 @@ pub trait StreamTranslator: Send {
     fn finish(&mut self) -> Vec<StreamItem>;
     /// Usage seen so far, for Relay's own usage records.
     fn usage(&self) -> Option<Usage>;
+}
+
+/// A translator's stream, closed with `[DONE]` when the upstream ended without an error
+/// (translators produce chunks and errors; the end of stream marker is OpenAI's).
+pub struct EndsWithDone<T> {
+    inner: T,
+}
+
+impl<T: StreamTranslator> EndsWithDone<T> {
+    pub fn new(inner: T) -> Self {
+        Self { inner }
+    }
+}
+
+impl<T: StreamTranslator> StreamTranslator for EndsWithDone<T> {
+    fn on_event(&mut self, event: &SseEvent) -> Vec<StreamItem> {
+        self.inner.on_event(event)
+    }
+
+    fn finish(&mut self) -> Vec<StreamItem> {
+        let mut items = self.inner.finish();
+        if !items.iter().any(|i| matches!(i, StreamItem::Error(_))) {
+            items.push(StreamItem::Done);
+        }
+        items
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.inner.usage()
+    }
 }
 
 /// An upstream error in OpenAI's terms, from the provider's status and body. The route layer

@@ -10,16 +10,15 @@ use rand::distributions::{Alphanumeric, DistString};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use uuid::Uuid;
 
-use crate::auth::session::BrowserSession;
+use crate::auth::session::{BrowserSession, SessionService};
 use crate::auth::tokens::reveal;
-use crate::browser::check_origin_with;
+use crate::browser::BrowserAccess;
 use crate::error::{ApiError, ErrorBody};
-use crate::keys::parse_provider;
+use crate::keys::{parse_provider, KeyService};
 use crate::providers::ProviderId;
-use crate::startup::AppState;
-use crate::store::{AuditEvent, TenantSettings};
+use crate::ratelimit::{self, RateLimiter, Scope};
+use crate::store::{Store, TenantSettings};
 
 /// Lifetime of an anonymous user's session token. The token is the user's only credential, so
 /// it outlives a developer-issued one (15 min default); when it expires the page registers
@@ -71,11 +70,14 @@ fn flow_disabled() -> ApiError {
 )]
 pub async fn register(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    store: web::Data<dyn Store>,
+    sessions: web::Data<SessionService>,
+    browser: web::Data<BrowserAccess>,
+    limiter: web::Data<RateLimiter>,
     body: web::Json<RegisterBody>,
 ) -> Result<HttpResponse, ApiError> {
     // Counted before anything is looked up, so unknown app ids cost attempts too.
-    crate::ratelimit::admit_ip(&state, &req, crate::ratelimit::Scope::Registration).await?;
+    ratelimit::admit_ip(&req, &limiter, &browser, Scope::Registration).await?;
     let app_not_found = || ApiError::not_found("app_not_found", "No app with this app_id exists.").param("app_id");
     let app_id = body.app_id.trim();
     // A malformed id (control characters, wrong alphabet, too long) cannot name an app; it is
@@ -83,24 +85,25 @@ pub async fn register(
     if !crate::tenants::is_well_formed_app_id(app_id) {
         return Err(app_not_found());
     }
-    let tenant = state.store.find_tenant_by_app_id(app_id).await?.ok_or_else(app_not_found)?;
-    let settings = state.store.get_tenant_settings(tenant.id).await?.unwrap_or_default();
-    check_origin_with(&settings, &req)?;
+    let tenant = store.find_tenant_by_app_id(app_id).await?.ok_or_else(app_not_found)?;
+    let settings = store.get_tenant_settings(tenant.id).await?.unwrap_or_default();
+    browser.check_origin_with(&settings, &req)?;
     if !settings.byok_flow_enabled {
         return Err(flow_disabled());
     }
     let label = format!("anon_{}", Alphanumeric.sample_string(&mut rand::rngs::OsRng, 24));
-    let user = state.store.upsert_end_user(tenant.id, &label, Utc::now()).await?;
-    let issued = state.sessions.issue(&user, None, Duration::seconds(ANON_TOKEN_TTL_SECS))?;
-    audit(&state, tenant.id, "end_user.register", format!("end_user:{}", user.id)).await;
+    let user = store.upsert_end_user(tenant.id, &label, Utc::now()).await?;
+    let issued = sessions.issue(&user, None, Duration::seconds(ANON_TOKEN_TTL_SECS))?;
+    let target = Some(format!("end_user:{}", user.id));
+    crate::audit::record(&**store, Some(tenant.id), "end_user", "end_user.register", target).await;
     Ok(HttpResponse::Created()
         .insert_header(("cache-control", "no-store"))
         .json(Registered { token: reveal(&issued.token), expires_at: issued.claims.expires_at() }))
 }
 
 /// The session's tenant must have the flow on, and the token must cover `provider` (if any).
-async fn allowed(state: &AppState, session: &BrowserSession, provider: Option<ProviderId>) -> Result<(), ApiError> {
-    let settings: TenantSettings = state.store.get_tenant_settings(session.claims.tid).await?.unwrap_or_default();
+async fn allowed(store: &dyn Store, session: &BrowserSession, provider: Option<ProviderId>) -> Result<(), ApiError> {
+    let settings: TenantSettings = store.get_tenant_settings(session.claims.tid).await?.unwrap_or_default();
     if !settings.byok_flow_enabled {
         return Err(flow_disabled());
     }
@@ -147,14 +150,15 @@ pub struct StoreBody {
 )]
 pub async fn store_key(
     session: BrowserSession,
-    state: web::Data<AppState>,
+    store: web::Data<dyn Store>,
+    keys: web::Data<KeyService>,
     path: web::Path<String>,
     body: web::Json<StoreBody>,
 ) -> Result<HttpResponse, ApiError> {
     let provider = parse_provider(&path)?;
-    allowed(&state, &session, Some(provider)).await?;
+    allowed(&**store, &session, Some(provider)).await?;
     let done =
-        state.keys.store_for_end_user(&session.end_user, provider, &body.key, "key", body.base_url.as_deref()).await?;
+        keys.store_for_end_user(&session.end_user, provider, &body.key, "key", body.base_url.as_deref()).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(json!({ "provider": done.provider, "fingerprint": done.fingerprint })))
@@ -186,10 +190,9 @@ struct KeyView {
         (status = 403, description = "The flow is off for this app, or the origin is not allowed.", body = ErrorBody),
     )
 )]
-pub async fn list_keys(session: BrowserSession, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    allowed(&state, &session, None).await?;
-    let keys: Vec<KeyView> = state
-        .store
+pub async fn list_keys(session: BrowserSession, store: web::Data<dyn Store>) -> Result<HttpResponse, ApiError> {
+    allowed(&**store, &session, None).await?;
+    let keys: Vec<KeyView> = store
         .list_provider_keys(session.end_user.id)
         .await?
         .into_iter()
@@ -221,30 +224,17 @@ pub async fn list_keys(session: BrowserSession, state: web::Data<AppState>) -> R
 )]
 pub async fn delete_key(
     session: BrowserSession,
-    state: web::Data<AppState>,
+    store: web::Data<dyn Store>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let provider = parse_provider(&path)?;
-    allowed(&state, &session, Some(provider)).await?;
-    if !state.store.delete_provider_key(session.end_user.id, provider.as_str()).await? {
+    allowed(&**store, &session, Some(provider)).await?;
+    if !store.delete_provider_key(session.end_user.id, provider.as_str()).await? {
         return Err(ApiError::not_found("enduser_key_missing", format!("No {provider} key is stored for this user.")));
     }
     let target = format!("end_user:{} provider:{provider}", session.end_user.id);
-    audit(&state, session.claims.tid, "provider_key.delete", target).await;
+    crate::audit::record(&**store, Some(session.claims.tid), "end_user", "provider_key.delete", Some(target)).await;
     Ok(HttpResponse::Ok().json(json!({ "provider": provider, "deleted": true })))
-}
-
-async fn audit(state: &AppState, tenant_id: Uuid, action: &str, target: String) {
-    let event = AuditEvent {
-        tenant_id: Some(tenant_id),
-        actor: "end_user".into(),
-        action: action.into(),
-        target: Some(target),
-        created_at: Utc::now(),
-    };
-    if let Err(e) = state.store.append_audit(&event).await {
-        tracing::error!(error = ?e, action, "could not write the audit log");
-    }
 }
 
 // Schemas of the answers built with `json!` above, for the OpenAPI document only.

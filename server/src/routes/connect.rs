@@ -7,10 +7,12 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::browser::check_origin;
+use crate::browser::BrowserAccess;
 use crate::error::{ApiError, ErrorBody};
+use crate::keys::KeyService;
 use crate::providers::ProviderId;
-use crate::startup::AppState;
+use crate::ratelimit::{self, RateLimiter, Scope};
+use crate::store::Store;
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -50,17 +52,20 @@ struct Description {
 )]
 pub async fn describe(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    keys: web::Data<KeyService>,
+    store: web::Data<dyn Store>,
+    browser: web::Data<BrowserAccess>,
+    limiter: web::Data<RateLimiter>,
     token: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    crate::ratelimit::admit_ip(&state, &req, crate::ratelimit::Scope::Connect).await?;
-    let info = state.keys.registration_token(&token).await?;
-    check_origin(&state, info.tenant_id, &req).await?;
+    ratelimit::admit_ip(&req, &limiter, &browser, Scope::Connect).await?;
+    let info = keys.registration_token(&token).await?;
+    browser.check_origin(info.tenant_id, &req).await?;
     let providers = match &info.provider {
         Some(p) => ProviderId::STORABLE.into_iter().filter(|x| x.as_str() == p).map(ProviderId::as_str).collect(),
         None => ProviderId::STORABLE.map(ProviderId::as_str).to_vec(),
     };
-    let app_id = state.store.get_tenant(info.tenant_id).await?.map(|t| t.app_id).unwrap_or_default();
+    let app_id = store.get_tenant(info.tenant_id).await?.map(|t| t.app_id).unwrap_or_default();
     Ok(HttpResponse::Ok().insert_header(("cache-control", "no-store")).json(Description {
         provider: info.provider,
         providers,
@@ -118,18 +123,20 @@ struct Connected {
 )]
 pub async fn connect(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    keys: web::Data<KeyService>,
+    browser: web::Data<BrowserAccess>,
+    limiter: web::Data<RateLimiter>,
     body: web::Json<ConnectBody>,
 ) -> Result<HttpResponse, ApiError> {
-    crate::ratelimit::admit_ip(&state, &req, crate::ratelimit::Scope::Connect).await?;
+    ratelimit::admit_ip(&req, &limiter, &browser, Scope::Connect).await?;
     let body = body.into_inner();
     // From a browser: the token's tenant must allow the page's origin.
     if req.headers().contains_key(ORIGIN) {
-        let info = state.keys.registration_token(&body.registration_token).await?;
-        check_origin(&state, info.tenant_id, &req).await?;
+        let info = keys.registration_token(&body.registration_token).await?;
+        browser.check_origin(info.tenant_id, &req).await?;
     }
     let done =
-        state.keys.connect(&body.registration_token, &body.provider, &body.api_key, body.base_url.as_deref()).await?;
+        keys.connect(&body.registration_token, &body.provider, &body.api_key, body.base_url.as_deref()).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(Connected { provider: done.provider, fingerprint: done.fingerprint }))

@@ -5,7 +5,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::startup::AppState;
+use crate::metrics::Metrics;
+use crate::store::Store;
 
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"status": "ok", "version": "0.1.0"}))]
@@ -52,9 +53,9 @@ pub async fn health() -> HttpResponse {
         (status = 503, description = "The database does not answer (`service_unavailable`).", body = ErrorBody),
     )
 )]
-pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.store.ping().await.map_err(ApiError::unavailable)?;
-    Ok(HttpResponse::Ok().json(Ready { status: "ready", database: state.store.backend() }))
+pub async fn ready(store: web::Data<dyn Store>) -> Result<HttpResponse, ApiError> {
+    store.ping().await.map_err(ApiError::unavailable)?;
+    Ok(HttpResponse::Ok().json(Ready { status: "ready", database: store.backend() }))
 }
 
 /// Prometheus metrics
@@ -72,9 +73,12 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         (status = 404, description = "Metrics are served on the separate metrics listener (`unknown_route`).", body = ErrorBody),
     )
 )]
-pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if state.metrics_elsewhere {
+pub async fn metrics(
+    metrics: web::Data<Metrics>,
+    settings: web::Data<super::ServerSettings>,
+) -> Result<HttpResponse, ApiError> {
+    if settings.metrics_elsewhere {
         return Err(ApiError::not_found("unknown_route", "Metrics are served on the metrics listener."));
     }
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render()))
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(metrics.render()))
 }

@@ -17,6 +17,15 @@ use actix_web::{web, HttpRequest};
 
 use crate::error::{for_bare_status, ApiError};
 
+/// What some routes need of the server's configuration.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// The raw passthrough's body limit.
+    pub max_relay_body_bytes: usize,
+    /// `/metrics` is served on its own listener instead of this one.
+    pub metrics_elsewhere: bool,
+}
+
 /// Chat requests carry images and long histories: they get a larger limit than the JSON API.
 pub const MAX_UNIFIED_BODY: usize = 32 * 1024 * 1024;
 

@@ -12,8 +12,7 @@ use crate::auth::TenantAuth;
 use crate::domain::EndUserLabel;
 use crate::error::{ApiError, ErrorBody};
 use crate::providers::{accepted_providers, ProviderId};
-use crate::startup::AppState;
-use crate::store::NewRegistrationToken;
+use crate::store::{NewRegistrationToken, Store};
 
 pub const DEFAULT_TTL_SECS: i64 = 15 * 60;
 pub const MIN_TTL_SECS: i64 = 60;
@@ -68,7 +67,7 @@ struct Created<'a> {
 )]
 pub async fn create(
     auth: TenantAuth,
-    state: web::Data<AppState>,
+    store: web::Data<dyn Store>,
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -98,11 +97,10 @@ pub async fn create(
     }
 
     let now = Utc::now();
-    let end_user = state.store.upsert_end_user(auth.tenant_id, label.as_str(), now).await?;
+    let end_user = store.upsert_end_user(auth.tenant_id, label.as_str(), now).await?;
     let (token, hash) = generate_registration_token();
     let expires_at = now + Duration::seconds(ttl);
-    state
-        .store
+    store
         .insert_registration_token(&NewRegistrationToken {
             id: Uuid::new_v4(),
             tenant_id: auth.tenant_id,

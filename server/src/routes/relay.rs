@@ -2,12 +2,10 @@
 
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 
-use crate::auth::session::{authenticate_session, SESSION_HEADER};
-use crate::auth::TenantAuth;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::gateway::Caller;
 use crate::providers::{accepted_providers, ProviderId};
-use crate::startup::AppState;
+use crate::upstream::Upstream;
 
 /// Backend calls carry `Bearer rly-…` + `X-Relay-User` (checked by the auth middleware);
 /// browser calls carry a session token in `x-relay-token`, which names the end user itself.
@@ -49,36 +47,38 @@ Client credentials are never forwarded; only allow-listed paths and headers pass
         (status = "default", description = "Any other answer of the provider, unchanged."),
     )
 )]
-pub async fn relay(req: HttpRequest, state: web::Data<AppState>, body: web::Payload) -> Result<HttpResponse, ApiError> {
-    let provider: ProviderId = req.match_info().get("provider").unwrap_or("").parse().map_err(|_| {
-        ApiError::not_found(
-            "provider_unknown",
-            format!("Unknown provider. Accepted providers: {}.", accepted_providers()),
-        )
-    })?;
-    let caller = if req.headers().contains_key(SESSION_HEADER) {
-        let started = std::time::Instant::now();
-        let (claims, end_user) = authenticate_session(&state, &req).await?;
-        if !claims.allows(provider) {
-            return Err(ApiError::forbidden(
-                "provider_not_allowed",
-                format!("This session token is not valid for {provider}."),
-            ));
-        }
-        // A browser cannot vouch for its own tier: the one the developer's backend last sent.
-        let paid = end_user.paid;
-        let mut caller = Caller { tenant_id: claims.tid, api_key_id: None, end_user, paid, free_models: None, started };
-        crate::ratelimit::admit_end_user(&state, &req, &mut caller).await?;
-        caller
-    } else {
-        let auth = TenantAuth::extract(&req).await?;
-        super::unified::caller(&req, auth, &state).await?
-    };
+pub async fn relay(
+    req: HttpRequest,
+    RelayProvider(provider): RelayProvider,
+    caller: Caller,
+    upstream: web::Data<Upstream>,
+    settings: web::Data<super::ServerSettings>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    caller.may_use(provider)?;
     // The raw, still-encoded path after /relay/{provider}: checked and normalised by the passthrough.
     let prefix_len = "/relay/".len() + provider.as_str().len();
     let tail = req.uri().path().get(prefix_len..).unwrap_or("").to_owned();
-    let limit = state.max_relay_body_bytes;
-    crate::passthrough::forward(state, req, caller, provider, &tail, body, limit).await
+    let limit = settings.max_relay_body_bytes;
+    crate::passthrough::forward(&upstream, &req, caller, provider, &tail, body, limit).await
+}
+
+/// The `{provider}` of the path, known before anything else is looked at (an unknown one is
+/// 404 whoever asks).
+pub struct RelayProvider(ProviderId);
+
+impl FromRequest for RelayProvider {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(req.match_info().get("provider").unwrap_or("").parse().map(RelayProvider).map_err(|_| {
+            ApiError::not_found(
+                "provider_unknown",
+                format!("Unknown provider. Accepted providers: {}.", accepted_providers()),
+            )
+        }))
+    }
 }
 
 /// The passthrough's error answers: Relay's own are in OpenAI's error shape (`Error`); an

@@ -12,8 +12,8 @@ use crate::auth::TenantAuth;
 use crate::domain::EndUserLabel;
 use crate::error::{ApiError, ErrorBody};
 use crate::providers::{accepted_providers, ProviderId};
-use crate::startup::AppState;
-use crate::store::AuditEvent;
+use crate::auth::session::SessionService;
+use crate::store::Store;
 
 pub const DEFAULT_TTL_SECS: i64 = 15 * 60;
 pub const MIN_TTL_SECS: i64 = 60;
@@ -104,11 +104,12 @@ fn parse_providers(raw: Option<Vec<String>>) -> Result<Option<Vec<ProviderId>>, 
 pub async fn create(
     req: HttpRequest,
     auth: TenantAuth,
-    state: web::Data<AppState>,
+    store: web::Data<dyn Store>,
+    sessions: web::Data<SessionService>,
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let paid = super::unified::paid_header(&req)?;
+    let paid = crate::auth::paid_header(&req)?;
     let label = EndUserLabel::parse(&body.end_user_label).map_err(|e| e.into_api("endUserLabel"))?;
     let providers = parse_providers(body.providers)?;
     let ttl = body.expires_in.unwrap_or(DEFAULT_TTL_SECS);
@@ -121,7 +122,7 @@ pub async fn create(
         )
         .param("expiresIn"));
     }
-    let user = state.store.get_end_user(auth.tenant_id, label.as_str()).await?.ok_or_else(|| {
+    let user = store.get_end_user(auth.tenant_id, label.as_str()).await?.ok_or_else(|| {
         ApiError::not_found(
             "enduser_not_found",
             "No end user with this label exists for your app. Create one with a registration token first.",
@@ -130,9 +131,9 @@ pub async fn create(
     })?;
     // The browser's calls are limited by the tier stored here (it cannot vouch for its own).
     if let Some(paid) = paid.filter(|p| *p != user.paid) {
-        state.store.set_end_user_paid(auth.tenant_id, user.id, paid).await?;
+        store.set_end_user_paid(auth.tenant_id, user.id, paid).await?;
     }
-    let issued = state.sessions.issue(&user, providers.as_deref(), Duration::seconds(ttl))?;
+    let issued = sessions.issue(&user, providers.as_deref(), Duration::seconds(ttl))?;
     Ok(HttpResponse::Created().insert_header(("cache-control", "no-store")).json(Created {
         session_token: reveal(&issued.token),
         expires_at: issued.claims.expires_at(),
@@ -160,23 +161,16 @@ pub async fn create(
 )]
 pub async fn revoke(
     auth: TenantAuth,
-    state: web::Data<AppState>,
+    store: web::Data<dyn Store>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let label = EndUserLabel::parse(&path).map_err(|e| e.into_api("label"))?;
     let user =
-        state.store.revoke_end_user_sessions(auth.tenant_id, label.as_str()).await?.ok_or_else(|| {
+        store.revoke_end_user_sessions(auth.tenant_id, label.as_str()).await?.ok_or_else(|| {
             ApiError::not_found("enduser_not_found", "No end user with this label exists for your app.")
         })?;
-    state
-        .store
-        .append_audit(&AuditEvent {
-            tenant_id: Some(auth.tenant_id),
-            actor: format!("api_key:{}", auth.api_key_id),
-            action: "session.revoke".into(),
-            target: Some(format!("end_user:{}", user.id)),
-            created_at: Utc::now(),
-        })
-        .await?;
+    let actor = format!("api_key:{}", auth.api_key_id);
+    crate::audit::record(&**store, Some(auth.tenant_id), &actor, "session.revoke", Some(format!("end_user:{}", user.id)))
+        .await;
     Ok(HttpResponse::Ok().json(RevokedSessions { end_user_label: label.as_str(), revoked: true }))
 }

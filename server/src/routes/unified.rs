@@ -3,83 +3,15 @@
 
 use std::collections::HashMap;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::TenantAuth;
-use crate::domain::EndUserLabel;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::gateway::{self, Caller};
-use crate::startup::AppState;
-
-fn header<'a>(req: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, ApiError> {
-    req.headers()
-        .get(name)
-        .map(|v| {
-            v.to_str().map_err(|_| {
-                ApiError::invalid_request("invalid_header", format!("The {name} header must be printable text."))
-                    .param(leak(name))
-            })
-        })
-        .transpose()
-}
-
-fn leak(name: &str) -> &'static str {
-    match name {
-        "x-relay-user" => "X-Relay-User",
-        _ => "X-Relay-Paid",
-    }
-}
-
-/// `X-Relay-Paid: true|false`, when sent.
-pub(crate) fn paid_header(req: &HttpRequest) -> Result<Option<bool>, ApiError> {
-    match header(req, "x-relay-paid")?.map(str::trim) {
-        None => Ok(None),
-        Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
-        Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
-        Some(_) => {
-            Err(ApiError::invalid_request("invalid_header", "X-Relay-Paid must be true or false.")
-                .param("X-Relay-Paid"))
-        }
-    }
-}
-
-/// The end user this request acts for, who must have connected a key.
-pub(crate) async fn caller(req: &HttpRequest, auth: TenantAuth, state: &AppState) -> Result<Caller, ApiError> {
-    let started = std::time::Instant::now();
-    let raw = header(req, "x-relay-user")?.ok_or_else(|| {
-        ApiError::invalid_request(
-            "missing_end_user",
-            "Name the end user this request is for in the X-Relay-User header.",
-        )
-        .param("X-Relay-User")
-    })?;
-    let label = EndUserLabel::parse(raw).map_err(|e| e.into_api("X-Relay-User"))?;
-    let paid = paid_header(req)?.unwrap_or(true);
-    let mut end_user = state.store.get_end_user(auth.tenant_id, label.as_str()).await?.ok_or_else(|| {
-        ApiError::not_found(
-            "enduser_key_missing",
-            "This end user has not connected any provider key. Send them a registration token to connect one.",
-        )
-    })?;
-    // The stored tier follows the developer's backend: it is what GET /v1/users shows and what
-    // the user's browser calls (session tokens) are limited by.
-    if end_user.paid != paid {
-        state.store.set_end_user_paid(auth.tenant_id, end_user.id, paid).await?;
-        end_user.paid = paid;
-    }
-    let mut caller = Caller {
-        tenant_id: auth.tenant_id,
-        api_key_id: Some(auth.api_key_id),
-        end_user,
-        paid,
-        free_models: None,
-        started,
-    };
-    crate::ratelimit::admit_end_user(state, req, &mut caller).await?;
-    Ok(caller)
-}
+use crate::gateway;
+use crate::store::Store;
+use crate::upstream::Upstream;
 
 /// Chat completions
 ///
@@ -112,13 +44,11 @@ pub(crate) async fn caller(req: &HttpRequest, auth: TenantAuth, state: &AppState
     )
 )]
 pub async fn chat_completions(
-    req: HttpRequest,
-    auth: TenantAuth,
-    state: web::Data<AppState>,
+    caller: Caller,
+    upstream: web::Data<Upstream>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller(&req, auth, &state).await?;
-    gateway::chat(state, caller, &body).await
+    gateway::chat(&upstream, caller, &body).await
 }
 
 /// Embeddings
@@ -146,13 +76,11 @@ pub async fn chat_completions(
     )
 )]
 pub async fn embeddings(
-    req: HttpRequest,
-    auth: TenantAuth,
-    state: web::Data<AppState>,
+    caller: Caller,
+    upstream: web::Data<Upstream>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller(&req, auth, &state).await?;
-    gateway::embeddings(state, caller, &body).await
+    gateway::embeddings(&upstream, caller, &body).await
 }
 
 /// List models
@@ -173,9 +101,12 @@ pub async fn embeddings(
         (status = 404, description = "The end user has not connected any key (`enduser_key_missing`).", body = ErrorBody),
     )
 )]
-pub async fn models(req: HttpRequest, auth: TenantAuth, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let caller = caller(&req, auth, &state).await?;
-    gateway::models(state, caller).await
+pub async fn models(
+    caller: Caller,
+    upstream: web::Data<Upstream>,
+    store: web::Data<dyn Store>,
+) -> Result<HttpResponse, ApiError> {
+    gateway::models(&upstream, &**store, caller).await
 }
 
 // The OpenAPI description of this surface. The handlers read the body as bytes and hand it to
@@ -185,7 +116,7 @@ pub async fn models(req: HttpRequest, auth: TenantAuth, state: web::Data<AppStat
 /// The end user a request acts for.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
-#[allow(dead_code)] // documentation only: `caller` reads the headers
+#[allow(dead_code)] // documentation only: the `Caller` extractor reads the headers
 pub struct EndUserHeaders {
     /// The end user, as your app names them (1–128 printable characters).
     #[param(rename = "X-Relay-User", example = "user_123")]

@@ -12,8 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::TenantAuth;
 use crate::domain::EndUserLabel;
 use crate::error::{ApiError, ErrorBody};
-use crate::startup::AppState;
-use crate::store::UsageEvent;
+use crate::usage_log::UsageLog;
+use crate::store::{Store, UsageEvent};
 
 /// The most records one query aggregates; a longer range must be split.
 const MAX_EVENTS: u32 = 200_000;
@@ -170,7 +170,8 @@ fn add(b: &mut Bucket, e: &UsageEvent) {
 )]
 pub async fn usage(
     auth: TenantAuth,
-    state: web::Data<AppState>,
+    store: web::Data<dyn Store>,
+    usage_log: web::Data<UsageLog>,
     query: web::Query<UsageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
@@ -192,15 +193,15 @@ pub async fn usage(
         None => None,
         Some(raw) => {
             let label = EndUserLabel::parse(raw).map_err(|e| e.into_api("endUserLabel"))?;
-            let user = state.store.get_end_user(auth.tenant_id, label.as_str()).await?.ok_or_else(|| {
+            let user = store.get_end_user(auth.tenant_id, label.as_str()).await?.ok_or_else(|| {
                 ApiError::not_found("enduser_not_found", "No end user with this label exists for your app.")
             })?;
             Some(user.id)
         }
     };
     // This node's calls so far are counted (other nodes' within a tenth of a second).
-    state.usage.flush().await;
-    let events = state.store.usage_events_between(auth.tenant_id, end_user_id, from, to, MAX_EVENTS + 1).await?;
+    usage_log.flush().await;
+    let events = store.usage_events_between(auth.tenant_id, end_user_id, from, to, MAX_EVENTS + 1).await?;
     if events.len() > MAX_EVENTS as usize {
         return Err(ApiError::invalid_request(
             "usage_range_too_large",

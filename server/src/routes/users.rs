@@ -10,8 +10,7 @@ use crate::auth::TenantAuth;
 use crate::domain::EndUserLabel;
 use crate::error::{ApiError, ErrorBody};
 use crate::providers::{accepted_providers, ProviderId};
-use crate::startup::AppState;
-use crate::store::{AuditEvent, EndUser};
+use crate::store::{EndUser, Store};
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -64,9 +63,9 @@ fn user_not_found() -> ApiError {
     ApiError::not_found("enduser_not_found", "No end user with this label exists for your app.")
 }
 
-async fn find_user(state: &AppState, auth: TenantAuth, raw: &str) -> Result<EndUser, ApiError> {
+async fn find_user(store: &dyn Store, auth: TenantAuth, raw: &str) -> Result<EndUser, ApiError> {
     let label = label(raw)?;
-    state.store.get_end_user(auth.tenant_id, label.as_str()).await?.ok_or_else(user_not_found)
+    store.get_end_user(auth.tenant_id, label.as_str()).await?.ok_or_else(user_not_found)
 }
 
 /// Get an end user
@@ -88,12 +87,11 @@ async fn find_user(state: &AppState, auth: TenantAuth, raw: &str) -> Result<EndU
 )]
 pub async fn get(
     auth: TenantAuth,
-    state: web::Data<AppState>,
+    store: web::Data<dyn Store>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = find_user(&state, auth, &path).await?;
-    let providers = state
-        .store
+    let user = find_user(&**store, auth, &path).await?;
+    let providers = store
         .list_provider_keys(user.id)
         .await?
         .into_iter()
@@ -127,7 +125,7 @@ pub async fn get(
 )]
 pub async fn delete_key(
     auth: TenantAuth,
-    state: web::Data<AppState>,
+    store: web::Data<dyn Store>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_label, raw_provider) = path.into_inner();
@@ -138,11 +136,11 @@ pub async fn delete_key(
         )
         .param("provider")
     })?;
-    let user = find_user(&state, auth, &raw_label).await?;
-    if !state.store.delete_provider_key(user.id, provider.as_str()).await? {
+    let user = find_user(&**store, auth, &raw_label).await?;
+    if !store.delete_provider_key(user.id, provider.as_str()).await? {
         return Err(ApiError::not_found("enduser_key_missing", format!("This end user has no stored {provider} key.")));
     }
-    audit(&state, auth, "provider_key.delete", format!("end_user:{} provider:{provider}", user.id)).await?;
+    audit(&**store, auth, "provider_key.delete", format!("end_user:{} provider:{provider}", user.id)).await;
     Ok(HttpResponse::Ok().json(DeletedKey { end_user_label: &user.label, provider, deleted: true }))
 }
 
@@ -165,25 +163,17 @@ pub async fn delete_key(
 )]
 pub async fn delete(
     auth: TenantAuth,
-    state: web::Data<AppState>,
+    store: web::Data<dyn Store>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let label = label(&path)?;
-    let id = state.store.delete_end_user(auth.tenant_id, label.as_str()).await?.ok_or_else(user_not_found)?;
-    audit(&state, auth, "end_user.delete", format!("end_user:{id}")).await?;
+    let id = store.delete_end_user(auth.tenant_id, label.as_str()).await?.ok_or_else(user_not_found)?;
+    audit(&**store, auth, "end_user.delete", format!("end_user:{id}")).await;
     Ok(HttpResponse::Ok().json(DeletedUser { end_user_label: label.as_str(), deleted: true }))
 }
 
-async fn audit(state: &AppState, auth: TenantAuth, action: &str, target: String) -> Result<(), ApiError> {
-    state
-        .store
-        .append_audit(&AuditEvent {
-            tenant_id: Some(auth.tenant_id),
-            actor: format!("api_key:{}", auth.api_key_id),
-            action: action.into(),
-            target: Some(target),
-            created_at: Utc::now(),
-        })
-        .await?;
-    Ok(())
+/// The audit entry for a developer key's action (see `audit` for the failure policy).
+async fn audit(store: &dyn Store, auth: TenantAuth, action: &str, target: String) {
+    let actor = format!("api_key:{}", auth.api_key_id);
+    crate::audit::record(store, Some(auth.tenant_id), &actor, action, Some(target)).await;
 }

@@ -16,8 +16,7 @@ use utoipa::IntoParams;
 use crate::auth::tokens::RegistrationTokenHash;
 use crate::domain::AllowedOrigin;
 use crate::error::{ApiError, ErrorBody};
-use crate::startup::AppState;
-use crate::store::Tenant;
+use crate::store::{Store, Tenant};
 
 const PAGE_TEMPLATE: &str = include_str!("../../../widget/page.html");
 
@@ -226,13 +225,13 @@ app or origin renders an error page.",
         (status = 400, description = "The query string is not valid (`invalid_query`).", body = ErrorBody),
     )
 )]
-pub async fn frame(state: web::Data<AppState>, query: web::Query<FrameQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn frame(store: web::Data<dyn Store>, query: web::Query<FrameQuery>) -> Result<HttpResponse, ApiError> {
     let tenant = match query.app.as_deref().filter(|a| crate::tenants::is_well_formed_app_id(a)) {
-        Some(app) => state.store.find_tenant_by_app_id(app).await?,
+        Some(app) => store.find_tenant_by_app_id(app).await?,
         None => None,
     };
     let origins = match &tenant {
-        Some(t) => allowed_origins(&state, t.id).await?,
+        Some(t) => allowed_origins(&**store, t.id).await?,
         None => Vec::new(),
     };
     let parent = query.origin.as_deref().filter(|o| origins.iter().any(|a| a == o));
@@ -294,16 +293,16 @@ pub struct ConnectQuery {
     )
 )]
 pub async fn connect_page(
-    state: web::Data<AppState>,
+    store: web::Data<dyn Store>,
     query: web::Query<ConnectQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let tenant = match query.token.as_deref() {
-        Some(token) => tenant_for_token(&state, token).await?,
+        Some(token) => tenant_for_token(&**store, token).await?,
         None => None,
     };
     let origins = match &tenant {
-        Some(t) => allowed_origins(&state, t.id).await?,
+        Some(t) => allowed_origins(&**store, t.id).await?,
         None => Vec::new(),
     };
     let mut data = vec![("app-name", tenant.as_ref().map(|t| t.name.clone()).unwrap_or_default())];
@@ -328,15 +327,15 @@ pub async fn connect_page(
 
 /// The tenant a registration token belongs to, used or not (a spent token's page still needs
 /// the tenant's origins to report back).
-async fn tenant_for_token(state: &AppState, raw: &str) -> Result<Option<Tenant>, ApiError> {
+async fn tenant_for_token(store: &dyn Store, raw: &str) -> Result<Option<Tenant>, ApiError> {
     let Some(hash) = RegistrationTokenHash::parse(raw) else { return Ok(None) };
-    let Some(info) = state.store.find_registration_token(&hash.0).await? else { return Ok(None) };
-    Ok(state.store.get_tenant(info.tenant_id).await?)
+    let Some(info) = store.find_registration_token(&hash.0).await? else { return Ok(None) };
+    Ok(store.get_tenant(info.tenant_id).await?)
 }
 
 /// The tenant's allowed origins that are well-formed origins (so each is a valid CSP source).
-async fn allowed_origins(state: &AppState, tenant_id: uuid::Uuid) -> Result<Vec<String>, ApiError> {
-    let settings = state.store.get_tenant_settings(tenant_id).await?.unwrap_or_default();
+async fn allowed_origins(store: &dyn Store, tenant_id: uuid::Uuid) -> Result<Vec<String>, ApiError> {
+    let settings = store.get_tenant_settings(tenant_id).await?.unwrap_or_default();
     Ok(settings
         .allowed_origins
         .into_iter()

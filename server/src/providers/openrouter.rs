@@ -1,0 +1,24 @@
+//! OpenRouter: keys `sk-or-…`, Bearer auth, OpenAI's format below `/api`; stream usage only
+//! when asked. Its models are reached as `openrouter/<vendor>/<model>`.
+
+use super::openai_format::OpenAiFormat;
+use super::{Auth, KeyFormat, Provider, ProviderId};
+
+pub static PROVIDER: Provider = Provider {
+    id: ProviderId::OpenRouter,
+    name: "openrouter",
+    base_url: Some("https://openrouter.ai/api"),
+    auth: Auth::Bearer,
+    key: KeyFormat {
+        check: |k| k.starts_with("sk-or-") && k.len() >= 20,
+        shape: "OpenRouter keys start with \"sk-or-\"",
+        prefixes: &["sk-or-v1-", "sk-or-"],
+        any_visible_ascii: false,
+    },
+    // OpenRouter lists models without a key; this endpoint needs a valid one.
+    key_check_path: "/v1/key",
+    models: &[],
+    passthrough_paths: &["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/key"],
+    embeddings: true,
+    dialect: &OpenAiFormat { asks_stream_usage: true },
+};

@@ -1,0 +1,143 @@
+//! Masks provider keys in text a provider sent (error messages, error bodies): the exact key of
+//! the call first, by its fingerprint, then anything else shaped like a key, by its public prefix.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use crate::providers;
+
+/// What one call must never hand back: its key. Holds a copy of the key, wiped when dropped,
+/// for as long as the call's answer is being relayed.
+pub struct Masker {
+    key: SecretString,
+    /// The key as it reads inside a JSON string, when that differs (`"` or `\` in it).
+    json_escaped: Option<SecretString>,
+    /// What the key is replaced with: its fingerprint, which `GET /v1/users` shows anyway.
+    shown: String,
+}
+
+impl Masker {
+    pub fn new(key: &SecretString, fingerprint: String) -> Self {
+        let raw = key.expose_secret();
+        let escaped = serde_json::to_string(raw).ok().map(|q| q[1..q.len() - 1].to_owned());
+        let json_escaped = escaped.filter(|e| e != raw).map(SecretString::from);
+        // A fingerprint of a very short key is the key itself.
+        let shown = if !fingerprint.contains(raw) { fingerprint } else { "…".into() };
+        Self { key: SecretString::from(raw.to_owned()), json_escaped, shown }
+    }
+
+    /// `text` with the key, and anything else shaped like a key, masked.
+    pub fn text(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for key in std::iter::once(&self.key).chain(self.json_escaped.as_ref()) {
+            let key = key.expose_secret();
+            if !key.is_empty() && out.contains(key) {
+                out = out.replace(key, &self.shown);
+            }
+        }
+        redact_key_like(&out)
+    }
+
+    /// A body of unknown type: masked as text when it is UTF-8, else the key's bytes only.
+    pub fn bytes(&self, body: &[u8]) -> Vec<u8> {
+        match std::str::from_utf8(body) {
+            Ok(text) => self.text(text).into_bytes(),
+            Err(_) => {
+                let key = self.key.expose_secret().as_bytes();
+                let mut out = Vec::with_capacity(body.len());
+                let mut i = 0;
+                while i < body.len() {
+                    if !key.is_empty() && body[i..].starts_with(key) {
+                        out.extend_from_slice(self.shown.as_bytes());
+                        i += key.len();
+                    } else {
+                        out.push(body[i]);
+                        i += 1;
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Every string in an `{"error": {…}}` value (message, type, code, param).
+    pub fn error_value(&self, v: &mut Value) {
+        if let Some(Value::Object(e)) = v.get_mut("error") {
+            for field in e.values_mut() {
+                if let Value::String(s) = field {
+                    *s = self.text(s);
+                }
+            }
+        } else if let Some(Value::String(s)) = v.get_mut("error") {
+            *s = self.text(s);
+        }
+    }
+}
+
+/// Masks anything shaped like a provider or Relay key in text that came from a provider,
+/// keeping only its public prefix: `sk-proj-…`. For keys with no prefix (Mistral's,
+/// self-hosted servers'), only the exact key of the call is known: `Masker::text`.
+pub fn redact_key_like(text: &str) -> String {
+    static PREFIXES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let prefixes = PREFIXES.get_or_init(|| {
+        let mut all = providers::key_prefixes();
+        all.push("rly-");
+        all
+    });
+    let is_token = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| is_token(c)) {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let end = tail.find(|c: char| !is_token(c)).unwrap_or(tail.len());
+        let token = &tail[..end];
+        match prefixes.iter().find(|p| token.starts_with(**p)) {
+            Some(prefix) if token.len() >= 20 => {
+                out.push_str(prefix);
+                out.push('…');
+            }
+            _ => out.push_str(token),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_like_tokens_are_masked() {
+        let key = format!("sk-proj-{}", "A1b2".repeat(10));
+        let msg = format!("Incorrect API key provided: {key}. You can find your key at https://example.com/keys.");
+        let masked = redact_key_like(&msg);
+        assert!(!masked.contains(&key));
+        assert_eq!(masked, "Incorrect API key provided: sk-proj-…. You can find your key at https://example.com/keys.");
+        let g = format!("key=AIza{}&x", "x".repeat(35));
+        assert_eq!(redact_key_like(&g), "key=AIza…&x");
+        assert_eq!(redact_key_like("task-runner sk-short 한글 ok"), "task-runner sk-short 한글 ok");
+    }
+
+    #[test]
+    fn the_exact_key_is_masked_whatever_its_shape() {
+        let mistral = "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6";
+        let m = Masker::new(&SecretString::from(mistral.to_owned()), "…o5P6".into());
+        assert_eq!(m.text(&format!("bad key {mistral}!")), "bad key …o5P6!");
+        let odd = r#"tok"en\with-quotes"#;
+        let m = Masker::new(&SecretString::from(odd.to_owned()), "…otes".into());
+        let body = serde_json::json!({"error": {"message": format!("key {odd}"), "code": odd}}).to_string();
+        let masked = String::from_utf8(m.bytes(body.as_bytes())).expect("utf-8");
+        assert!(!masked.contains("en\\\\with"), "{masked}");
+        let mut v: Value = serde_json::from_str(&body).expect("json");
+        m.error_value(&mut v);
+        assert_eq!(v["error"]["code"], "…otes");
+        assert_eq!(v["error"]["message"], "key …otes");
+        let short = Masker::new(&SecretString::from("abc".to_owned()), "…abc".into());
+        assert_eq!(short.text("x abc y"), "x … y");
+        let binary = [0xff, b'a', b'b', b'c', 0xfe];
+        assert_eq!(short.bytes(&binary), vec![0xff, 0xe2, 0x80, 0xa6, 0xfe]);
+    }
+}
