@@ -11,13 +11,7 @@ use crate::store::{AuditEvent, Store};
 
 /// Who acted: `operator` (the CLI), `tenant` (a `rly-` key), `end_user` (a token or session).
 pub async fn record(store: &dyn Store, tenant_id: Option<Uuid>, actor: &str, action: &str, target: Option<String>) {
-    let event = AuditEvent {
-        tenant_id,
-        actor: actor.into(),
-        action: action.into(),
-        target,
-        created_at: Utc::now(),
-    };
+    let event = AuditEvent { tenant_id, actor: actor.into(), action: action.into(), target, created_at: Utc::now() };
     if let Err(e) = store.append_audit(&event).await {
         tracing::error!(error = ?e, action, "could not write the audit log");
     }

@@ -11,9 +11,9 @@ use uuid::Uuid;
 use crate::config::{Config, ServeArgs, StoreArgs};
 use crate::domain::AllowedOrigin;
 use crate::keys::KeyService;
-use crate::upstream::{UpstreamTimeouts, Upstreams};
 use crate::startup::Application;
 use crate::store::{self, DynStore};
+use crate::upstream::{UpstreamTimeouts, Upstreams};
 use crate::vault::{LocalKeyring, Vault};
 use crate::{telemetry, tenants};
 

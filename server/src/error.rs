@@ -145,7 +145,12 @@ impl ApiError {
     /// The JSON body alone, for places that build a response by hand.
     pub fn body_json(&self) -> String {
         let body = ErrorBody {
-            error: ErrorDetail { message: &self.message, kind: self.kind, param: self.param.as_deref(), code: self.code },
+            error: ErrorDetail {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param.as_deref(),
+                code: self.code,
+            },
         };
         serde_json::to_string(&body).unwrap_or_else(|_| {
             r#"{"error":{"message":"error","type":"api_error","param":null,"code":"internal_error"}}"#.to_owned()

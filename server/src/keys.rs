@@ -84,7 +84,12 @@ pub struct RotationReport {
 
 impl KeyService {
     /// `verify_with_provider`: ask the provider (through `verifier`) before storing a key.
-    pub fn new(store: DynStore, vault: Vault, verifier: impl KeyVerifier + 'static, verify_with_provider: bool) -> Self {
+    pub fn new(
+        store: DynStore,
+        vault: Vault,
+        verifier: impl KeyVerifier + 'static,
+        verify_with_provider: bool,
+    ) -> Self {
         Self {
             store,
             vault,
@@ -143,7 +148,8 @@ impl KeyService {
             Err(RedeemError::NotFound) => return Err(invalid_token()),
         }
         let target = format!("end_user:{} provider:{provider}", info.end_user_id);
-        crate::audit::record(&*self.store, Some(info.tenant_id), "end_user", "provider_key.connect", Some(target)).await;
+        crate::audit::record(&*self.store, Some(info.tenant_id), "end_user", "provider_key.connect", Some(target))
+            .await;
         tracing::info!(tenant_id = %info.tenant_id, provider = %provider, "provider key connected");
         Ok(Connected { provider, fingerprint })
     }
@@ -211,11 +217,7 @@ impl KeyService {
 
     /// `openai-compatible` needs a base URL that passes the SSRF policy; the other providers
     /// take none.
-    fn check_base_url(
-        &self,
-        provider: ProviderId,
-        base_url: Option<&str>,
-    ) -> Result<Option<CheckedUrl>, ApiError> {
+    fn check_base_url(&self, provider: ProviderId, base_url: Option<&str>) -> Result<Option<CheckedUrl>, ApiError> {
         let own_server = provider.def().base_url.is_none();
         match (own_server, base_url.map(str::trim).filter(|b| !b.is_empty())) {
             (true, Some(raw)) => self.verifier.check_base_url(raw).map(Some).map_err(|e| {

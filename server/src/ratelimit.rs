@@ -21,9 +21,9 @@ use actix_web::http::StatusCode;
 use actix_web::HttpRequest;
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
-pub use crate::domain::limits::{Limit, Limits, Rate};
 use crate::browser::BrowserAccess;
+pub use crate::domain::limits::{Limit, Limits, Rate};
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 
 /// What a limit is on; also the `scope` label of `relay_rate_limited_total`.

@@ -5,15 +5,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use relay::auth::session::{signing_key_context, SessionClaims, SessionService, SIGNING_KEY_NAME};
 use relay::keys::KeyService;
 use relay::providers::ProviderId;
-use relay::upstream::{UpstreamTimeouts, Upstreams};
 use relay::store::{DatabaseUrl, DynStore, TenantSettings};
+use relay::upstream::{UpstreamTimeouts, Upstreams};
 use relay::vault::{LocalKeyring, Vault};
 use relay_tests::app::{assert_error, spawn_app, TestApp};
 use relay_tests::{Backend, TestDb};

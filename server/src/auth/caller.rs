@@ -108,9 +108,9 @@ impl FromRequest for Caller {
 
 /// A service the app registered (`web::Data<T>`).
 pub(crate) fn data<T: ?Sized + 'static>(req: &HttpRequest) -> Result<web::Data<T>, ApiError> {
-    req.app_data::<web::Data<T>>().cloned().ok_or_else(|| {
-        ApiError::internal(anyhow::anyhow!("service {} is not registered", std::any::type_name::<T>()))
-    })
+    req.app_data::<web::Data<T>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("service {} is not registered", std::any::type_name::<T>())))
 }
 
 fn header<'a>(req: &'a HttpRequest, name: &'static str) -> Result<Option<&'a str>, ApiError> {
@@ -139,7 +139,12 @@ pub fn paid_header(req: &HttpRequest) -> Result<Option<bool>, ApiError> {
 }
 
 /// The end user a developer's backend names in `X-Relay-User`, who must have connected a key.
-async fn for_backend(req: &HttpRequest, auth: TenantAuth, store: &dyn Store, started: Instant) -> Result<Caller, ApiError> {
+async fn for_backend(
+    req: &HttpRequest,
+    auth: TenantAuth,
+    store: &dyn Store,
+    started: Instant,
+) -> Result<Caller, ApiError> {
     let raw = header(req, "X-Relay-User")?.ok_or_else(|| {
         ApiError::invalid_request(
             "missing_end_user",

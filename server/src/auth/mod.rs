@@ -15,8 +15,8 @@ use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use uuid::Uuid;
 
-pub use caller::{paid_header, Caller};
 pub(crate) use caller::data;
+pub use caller::{paid_header, Caller};
 
 use crate::error::ApiError;
 use crate::ratelimit::{self, RateLimiter, Scope};

@@ -28,9 +28,9 @@ use sha2::Sha256;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::browser::BrowserAccess;
 use crate::error::ApiError;
 use crate::providers::ProviderId;
-use crate::browser::BrowserAccess;
 use crate::store::{DynStore, EndUser, SessionSigningKey};
 use crate::vault::{SealContext, Vault};
 

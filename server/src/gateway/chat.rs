@@ -47,14 +47,19 @@ pub async fn chat(upstream: &Upstream, caller: Caller, raw: &[u8]) -> Result<Htt
         let (bytes, mut recorder, waited) = sent.body().await?;
         let (answer, usage) = dialect.chat_response(bytes, &ctx).map_err(|e| unreadable(provider, e))?;
         recorder.usage(usage);
-        overhead.with_label_values(&["chat"]).observe(recorder.started().elapsed().saturating_sub(waited).as_secs_f64());
+        overhead
+            .with_label_values(&["chat"])
+            .observe(recorder.started().elapsed().saturating_sub(waited).as_secs_f64());
         return Ok(out.content_type("application/json").body(answer));
     }
     let ttfb = sent.ttfb;
     let (watched, recorder, mask) = sent.watch();
-    overhead.with_label_values(&["chat_stream"]).observe(recorder.started().elapsed().saturating_sub(ttfb).as_secs_f64());
+    overhead
+        .with_label_values(&["chat_stream"])
+        .observe(recorder.started().elapsed().saturating_sub(ttfb).as_secs_f64());
     let idle = upstream.timeouts().idle;
-    let flow = super::stream::Flow::new(watched, dialect.chat_stream(ctx), provider, recorder, mask, upstream.metrics(), idle);
+    let flow =
+        super::stream::Flow::new(watched, dialect.chat_stream(ctx), provider, recorder, mask, upstream.metrics(), idle);
     Ok(out
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))

@@ -31,8 +31,9 @@ pub async fn embeddings(upstream: &Upstream, caller: Caller, raw: &[u8]) -> Resu
 
     let mut call = upstream.open(&caller, route.provider, &prepared.path, None).await?;
     call.header(reqwest::header::CONTENT_TYPE, reqwest::header::HeaderValue::from_static("application/json"));
-    let sent =
-        call.send(reqwest::Method::POST, Some(upload.into()), "embeddings", Some((&model, "/v1/embeddings".into()))).await?;
+    let sent = call
+        .send(reqwest::Method::POST, Some(upload.into()), "embeddings", Some((&model, "/v1/embeddings".into())))
+        .await?;
     if !sent.is_success() {
         return Ok(sent.error_answer(def.dialect).await);
     }

@@ -43,7 +43,10 @@ fn route(model: &str) -> Result<Route, ApiError> {
     routing::resolve(model).ok_or_else(|| {
         ApiError::invalid_request(
             "model_unknown",
-            format!("Relay does not know which provider serves the model {model:?}. Use {}.", routing::accepted_forms()),
+            format!(
+                "Relay does not know which provider serves the model {model:?}. Use {}.",
+                routing::accepted_forms()
+            ),
         )
         .param("model")
     })

@@ -11,7 +11,11 @@ use crate::upstream::Upstream;
 
 /// When no connected provider answers, the first one's error is the answer (masked, its
 /// status kept): an empty list would hide a rejected key.
-pub async fn models(upstream: &Upstream, store: &dyn Store, caller: Caller) -> Result<HttpResponse, crate::error::ApiError> {
+pub async fn models(
+    upstream: &Upstream,
+    store: &dyn Store,
+    caller: Caller,
+) -> Result<HttpResponse, crate::error::ApiError> {
     let connected = store.list_provider_keys(caller.end_user.id).await?;
     let providers = connected.iter().filter_map(|k| k.provider.parse::<ProviderId>().ok());
     let lists = futures::future::join_all(providers.map(|p| list(upstream, &caller, p))).await;

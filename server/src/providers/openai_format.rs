@@ -5,7 +5,9 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::dialect::{Dialect, Listed, ResponseError};
-use super::unified::{ChatContext, Prepared, SseEvent, StreamItem, StreamTranslator, TranslateError, UpstreamError, Usage};
+use super::unified::{
+    ChatContext, Prepared, SseEvent, StreamItem, StreamTranslator, TranslateError, UpstreamError, Usage,
+};
 
 /// OpenAI's format. `asks_stream_usage`: the provider reports stream usage only when asked
 /// (`stream_options.include_usage`), so Relay asks, to record it, and drops that extra chunk
@@ -193,7 +195,10 @@ mod tests {
     #[test]
     fn error_bodies_of_any_shape() {
         let e = openai_error(429, br#"{"error":{"message":"slow down","type":"rate_limit_error","code":42}}"#);
-        assert_eq!((e.message.as_str(), e.kind.as_str(), e.code.as_deref()), ("slow down", "rate_limit_error", Some("42")));
+        assert_eq!(
+            (e.message.as_str(), e.kind.as_str(), e.code.as_deref()),
+            ("slow down", "rate_limit_error", Some("42"))
+        );
         let e = openai_error(502, b"Bad Gateway");
         assert_eq!((e.kind.as_str(), e.code), ("api_error", None));
         let e = openai_error(401, br#"{"error":"no key"}"#);

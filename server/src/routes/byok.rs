@@ -157,8 +157,7 @@ pub async fn store_key(
 ) -> Result<HttpResponse, ApiError> {
     let provider = parse_provider(&path)?;
     allowed(&**store, &session, Some(provider)).await?;
-    let done =
-        keys.store_for_end_user(&session.end_user, provider, &body.key, "key", body.base_url.as_deref()).await?;
+    let done = keys.store_for_end_user(&session.end_user, provider, &body.key, "key", body.base_url.as_deref()).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(json!({ "provider": done.provider, "fingerprint": done.fingerprint })))

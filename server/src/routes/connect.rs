@@ -135,8 +135,7 @@ pub async fn connect(
         let info = keys.registration_token(&body.registration_token).await?;
         browser.check_origin(info.tenant_id, &req).await?;
     }
-    let done =
-        keys.connect(&body.registration_token, &body.provider, &body.api_key, body.base_url.as_deref()).await?;
+    let done = keys.connect(&body.registration_token, &body.provider, &body.api_key, body.base_url.as_deref()).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(Connected { provider: done.provider, fingerprint: done.fingerprint }))

@@ -7,12 +7,12 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::auth::session::SessionService;
 use crate::auth::tokens::reveal;
 use crate::auth::TenantAuth;
 use crate::domain::EndUserLabel;
 use crate::error::{ApiError, ErrorBody};
 use crate::providers::{accepted_providers, ProviderId};
-use crate::auth::session::SessionService;
 use crate::store::Store;
 
 pub const DEFAULT_TTL_SECS: i64 = 15 * 60;
@@ -165,12 +165,18 @@ pub async fn revoke(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let label = EndUserLabel::parse(&path).map_err(|e| e.into_api("label"))?;
-    let user =
-        store.revoke_end_user_sessions(auth.tenant_id, label.as_str()).await?.ok_or_else(|| {
-            ApiError::not_found("enduser_not_found", "No end user with this label exists for your app.")
-        })?;
+    let user = store
+        .revoke_end_user_sessions(auth.tenant_id, label.as_str())
+        .await?
+        .ok_or_else(|| ApiError::not_found("enduser_not_found", "No end user with this label exists for your app."))?;
     let actor = format!("api_key:{}", auth.api_key_id);
-    crate::audit::record(&**store, Some(auth.tenant_id), &actor, "session.revoke", Some(format!("end_user:{}", user.id)))
-        .await;
+    crate::audit::record(
+        &**store,
+        Some(auth.tenant_id),
+        &actor,
+        "session.revoke",
+        Some(format!("end_user:{}", user.id)),
+    )
+    .await;
     Ok(HttpResponse::Ok().json(RevokedSessions { end_user_label: label.as_str(), revoked: true }))
 }

@@ -12,8 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::TenantAuth;
 use crate::domain::EndUserLabel;
 use crate::error::{ApiError, ErrorBody};
-use crate::usage_log::UsageLog;
 use crate::store::{Store, UsageEvent};
+use crate::usage_log::UsageLog;
 
 /// The most records one query aggregates; a longer range must be split.
 const MAX_EVENTS: u32 = 200_000;

@@ -134,9 +134,8 @@ impl KeyVerifier for Upstreams {
         base: Option<&CheckedUrl>,
         key: &SecretString,
     ) -> Result<KeyCheck, KeyCheckError> {
-        let target = self
-            .target(provider, base, provider.def().key_check_path, None)
-            .map_err(|_| KeyCheckError::BadKey)?;
+        let target =
+            self.target(provider, base, provider.def().key_check_path, None).map_err(|_| KeyCheckError::BadKey)?;
         let headers = provider.auth_headers(key).map_err(|_| KeyCheckError::BadKey)?;
         let res =
             target.client.get(target.url).headers(headers).timeout(self.timeouts.key_check).send().await.map_err(

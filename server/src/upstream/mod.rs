@@ -66,7 +66,13 @@ impl Upstream {
     /// Opens the caller's key for `provider` and prepares a call to `path` (percent-encoded,
     /// below the provider's API root) with `query`. The plaintext key lives on only in the
     /// call's headers (marked sensitive) and its masker, both dropped with the call.
-    pub async fn open(&self, caller: &Caller, provider: ProviderId, path: &str, query: Option<&str>) -> Result<Call, ApiError> {
+    pub async fn open(
+        &self,
+        caller: &Caller,
+        provider: ProviderId,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<Call, ApiError> {
         caller.may_use(provider)?;
         let (row, key) = self.keys.open(&caller.end_user, provider).await.inspect_err(|e| {
             if matches!(e.code(), "provider_key_undecryptable" | "master_key_unavailable") {
@@ -162,7 +168,10 @@ impl Call {
         let outcome = match result {
             Ok(Ok(res)) if res.status().is_redirection() => Err(ApiError::bad_gateway(
                 "upstream_redirect",
-                format!("{provider} answered with a redirect (HTTP {}), which Relay does not follow.", res.status().as_u16()),
+                format!(
+                    "{provider} answered with a redirect (HTTP {}), which Relay does not follow.",
+                    res.status().as_u16()
+                ),
             )),
             Ok(Ok(res)) => Ok(res),
             Ok(Err(_)) if upload_overflow.as_ref().is_some_and(|(f, _)| f.load(Ordering::Relaxed)) => {
@@ -247,7 +256,9 @@ impl Sent {
         let headers = self.res.headers();
         for (name, value) in headers {
             if passes_back(name.as_str()) {
-                if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_ref()), HeaderValue::from_bytes(value.as_bytes())) {
+                if let (Ok(n), Ok(v)) =
+                    (HeaderName::from_bytes(name.as_ref()), HeaderValue::from_bytes(value.as_bytes()))
+                {
                     out.append_header((n, v));
                 }
             }
