@@ -39,6 +39,8 @@ pub struct SpawnOptions {
     pub redis: Option<relay::config::RedisConfig>,
     /// Zero by default: tests change the database from the CLI and expect it to count at once.
     pub cache_ttl: Duration,
+    /// How long Relay waits for a provider's response headers (30 s by default).
+    pub first_byte_timeout: Duration,
 }
 
 /// No limits but the server's default for anonymous registrations.
@@ -63,6 +65,7 @@ impl Default for SpawnOptions {
             limits: test_limits(),
             redis: None,
             cache_ttl: Duration::ZERO,
+            first_byte_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -93,7 +96,7 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
         upstream_timeouts: relay::upstream::UpstreamTimeouts {
             connect: Duration::from_secs(5),
             key_check: Duration::from_secs(5),
-            first_byte: Duration::from_secs(30),
+            first_byte: options.first_byte_timeout,
             idle: options.idle_timeout,
         },
         workers: Some(2),

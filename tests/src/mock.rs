@@ -1,8 +1,9 @@
 //! A mock upstream provider. GET requests are key checks and model listings: the key in the
 //! provider's header (Bearer, `x-api-key`, `x-goog-api-key`), 200 for a key it accepts, 401 for
 //! any other. POST requests (chat, embeddings) answer with the scripted reply: JSON, or an SSE
-//! stream written in random pieces (lines split mid-way) with real delays between them. It
-//! records what it received, and notices when a client drops a stream before its end.
+//! stream written in random pieces (lines split mid-way) with real delays between them, or no
+//! answer at all. It records what it received, and notices when a client drops a stream before
+//! its end. A reply can quote the key it was sent (`PRESENTED_KEY`), as some providers' errors do.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,10 @@ impl Recorded {
     }
 }
 
+/// Written anywhere in a `Json` body or `Sse` text, stands for the key the request presented
+/// (Bearer, `x-api-key` or `x-goog-api-key`; empty when none): a provider quoting the key back.
+pub const PRESENTED_KEY: &str = "{{presented-key}}";
+
 /// What the mock answers to the next POST requests.
 #[derive(Debug, Clone)]
 pub enum Reply {
@@ -55,6 +60,9 @@ pub enum Reply {
         max_piece: usize,
         delay: Duration,
     },
+    /// The request is read and never answered: no status line, no headers, the connection open
+    /// until the client gives up.
+    Hang,
 }
 
 /// How a stream the mock sent ended.
@@ -71,6 +79,7 @@ struct State {
     requests: Mutex<Vec<Recorded>>,
     fail_with: Mutex<Option<u16>>,
     reply: Mutex<Option<Reply>>,
+    every_request: Mutex<Option<Reply>>,
     models: Mutex<Option<Value>>,
     stream_ends: Mutex<Vec<StreamEnd>>,
 }
@@ -139,7 +148,12 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
         return HttpResponse::build(status)
             .json(serde_json::json!({"error": {"message": "mock failure", "type": "server_error"}}));
     }
-    let accepted = presented_key(&req).is_some_and(|k| state.accepted.lock().expect("lock").contains(&k));
+    let presented = presented_key(&req);
+    let every = state.every_request.lock().expect("lock").clone();
+    if let Some(reply) = every {
+        return respond(reply, presented.as_deref().unwrap_or(""), state.into_inner()).await;
+    }
+    let accepted = presented.as_ref().is_some_and(|k| state.accepted.lock().expect("lock").contains(k));
     if !accepted {
         return HttpResponse::Unauthorized().json(serde_json::json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}}));
     }
@@ -154,29 +168,43 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
         None => {
             HttpResponse::InternalServerError().json(serde_json::json!({"error": {"message": "no scripted reply"}}))
         }
-        Some(Reply::Json { status, headers, body }) => {
+        Some(reply) => respond(reply, presented.as_deref().unwrap_or(""), state.into_inner()).await,
+    }
+}
+
+async fn respond(reply: Reply, presented: &str, state: Arc<State>) -> HttpResponse {
+    let quote = |text: &str| text.replace(PRESENTED_KEY, presented);
+    match reply {
+        Reply::Json { status, headers, body } => {
             let mut res = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"));
+            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+                res.content_type("application/json");
+            }
             for (k, v) in headers {
                 res.insert_header((k, v));
             }
-            res.json(body)
+            res.body(quote(&body.to_string()))
         }
-        Some(Reply::Raw { status, headers, body, max_piece, delay }) => {
-            let stream = paced(split_randomly(&body, max_piece), delay, state.clone().into_inner());
+        Reply::Raw { status, headers, body, max_piece, delay } => {
+            let stream = paced(split_randomly(&body, max_piece), delay, state);
             let mut res = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"));
             for (k, v) in headers {
                 res.insert_header((k, v));
             }
             res.streaming(stream)
         }
-        Some(Reply::Sse { headers, text, max_piece, delay }) => {
-            let stream = paced(split_randomly(text.as_bytes(), max_piece), delay, state.clone().into_inner());
+        Reply::Sse { headers, text, max_piece, delay } => {
+            let stream = paced(split_randomly(quote(&text).as_bytes(), max_piece), delay, state);
             let mut res = HttpResponse::Ok();
             res.content_type("text/event-stream");
             for (k, v) in headers {
                 res.insert_header((k, v));
             }
             res.streaming(stream)
+        }
+        Reply::Hang => {
+            // Dropped, with the connection, when the client gives up.
+            futures::future::pending::<HttpResponse>().await
         }
     }
 }
@@ -237,6 +265,12 @@ impl MockProvider {
     /// What POST requests get from now on.
     pub fn reply(&self, reply: Reply) {
         *self.state.reply.lock().expect("lock") = Some(reply);
+    }
+
+    /// Every request from now on, GET or POST, whatever key it presents, gets `reply`
+    /// (None: back to normal). For providers that fail everything a stored key does.
+    pub fn answer_every_request(&self, reply: Option<Reply>) {
+        *self.state.every_request.lock().expect("lock") = reply;
     }
 
     /// What GET model listings return from now on.
