@@ -1,8 +1,23 @@
 //! Relay: a self-hosted, multi-tenant vault and relay for bring-your-own-key AI apps.
 //!
-//! Read in this order: `startup` (how the server is assembled), `routes` (the HTTP surface),
-//! `auth` (who may call what), `keys` (connect / open / rotate provider keys), `vault` (envelope
-//! encryption), `store` (PostgreSQL and SQLite), `providers` (what each provider needs).
+//! The map, in reading order:
+//! - `startup` assembles the server: the services, each registered on its own for the handlers
+//!   that take it (`web::Data<…>`), and the middleware (`telemetry`, `browser`, `auth`).
+//! - `routes` is the HTTP surface, one file per resource; handlers stay thin.
+//! - `auth` says who is calling: `rly-` keys (middleware, deny by default), session tokens, and
+//!   `Caller`, the extractor that resolves the end user a provider call is for and admits it.
+//! - `gateway` is the unified API (chat, embeddings, models); `passthrough` the raw
+//!   `/relay/{provider}/…`. Both reach providers through `upstream`, the one way there: key
+//!   opened and injected, target, timeouts, errors, masking, metrics, usage records.
+//! - `providers` holds one definition per provider (`Provider`: URL, auth, key format, paths,
+//!   routing, dialect) and the translators; nothing outside it matches on a provider.
+//! - `keys` connects, opens and rotates provider keys; `vault` is the envelope encryption;
+//!   `store` the PostgreSQL and SQLite persistence (behind `store::cached`).
+//! - Beside them: `domain` (values parsed at the edge, rates and limits), `ratelimit`, `browser`
+//!   (CORS, client addresses), `audit`, `usage_log`, `metrics`, `ssrf`, `sse`, `config`, `cli`.
+//!
+//! Dependencies point down this list: nothing below `routes` imports `startup`, and
+//! `tests/tests/architecture.rs` keeps it so.
 
 pub mod audit;
 pub mod auth;

@@ -1,5 +1,5 @@
-//! Values parsed once at the edge: an end-user label. A value of these types is valid by
-//! construction, so nothing past the route layer checks it again.
+//! Values parsed once at the edge: an end-user label, and (in `limits`) rates and limits. A
+//! value of these types is valid by construction, so nothing past the route layer checks it again.
 
 pub mod limits;
 

@@ -18,7 +18,8 @@ use crate::upstream::Upstream;
     description = "Forwards the request (any method) to the provider's own API at `path`, injecting the \
 end user's stored key the way that provider wants it, and streams the answer back byte for byte. \
 Client credentials are never forwarded; only allow-listed paths and headers pass. Credentials: \
-`Authorization: Bearer rly-…` with `X-Relay-User` (backend), or a session token in `x-relay-token` (browser).",
+`Authorization: Bearer rly-…` with `X-Relay-User` (backend), or a session token in `x-relay-token` (browser). \
+An error answer of the provider keeps its status and body, with the stored key masked in it.",
     security(("relay_key" = []), ("session_token" = [])),
     params(
         ("provider" = ProviderId, Path, description = "The provider whose API to call."),
@@ -42,7 +43,7 @@ Client credentials are never forwarded; only allow-listed paths and headers pass
         (status = 403, description = "A path Relay does not forward to this provider (`path_not_allowed`), or a provider the session token does not cover (`provider_not_allowed`).", body = PassthroughError),
         (status = 404, description = "Unknown provider (`provider_unknown`), or the end user has no key for it (`enduser_key_missing`).", body = PassthroughError),
         (status = 413, description = "The body is larger than the relay limit.", body = PassthroughError),
-        (status = 502, description = "The provider could not be reached.", body = PassthroughError),
+        (status = 502, description = "The provider could not be reached (`upstream_unavailable`) or answered with a redirect (`upstream_redirect`).", body = PassthroughError),
         (status = 504, description = "The provider did not answer in time.", body = PassthroughError),
         (status = "default", description = "Any other answer of the provider, unchanged."),
     )

@@ -38,7 +38,7 @@ use crate::upstream::Upstream;
         (status = 404, description = "The end user has no key for this model's provider (`enduser_key_missing`).", body = ErrorBody),
         (status = 413, description = "The body is larger than the limit.", body = ErrorBody),
         (status = 429, description = "The provider's rate limit (with its `retry-after`).", body = ErrorBody),
-        (status = 502, description = "The provider could not be reached or answered nonsense.", body = ErrorBody),
+        (status = 502, description = "The provider could not be reached (`upstream_unavailable`), answered with a redirect (`upstream_redirect`) or answered nonsense.", body = ErrorBody),
         (status = 504, description = "The provider did not answer in time.", body = ErrorBody),
         (status = "default", description = "Any other error the provider answered, in OpenAI's error shape with the provider's status.", body = ErrorBody),
     )
@@ -70,7 +70,7 @@ pub async fn chat_completions(
         (status = 404, description = "The end user has no key for this model's provider (`enduser_key_missing`).", body = ErrorBody),
         (status = 413, description = "The body is larger than the limit.", body = ErrorBody),
         (status = 429, description = "The provider's rate limit.", body = ErrorBody),
-        (status = 502, description = "The provider could not be reached or answered nonsense.", body = ErrorBody),
+        (status = 502, description = "The provider could not be reached (`upstream_unavailable`), answered with a redirect (`upstream_redirect`) or answered nonsense.", body = ErrorBody),
         (status = 504, description = "The provider did not answer in time.", body = ErrorBody),
         (status = "default", description = "Any other error the provider answered, in OpenAI's error shape with the provider's status.", body = ErrorBody),
     )
@@ -86,7 +86,7 @@ pub async fn embeddings(
 /// List models
 ///
 /// The models of every provider this end user connected, in OpenAI's list shape. A provider
-/// that does not answer is left out.
+/// that does not answer is left out; when none answers, the first one's error is the answer.
 #[utoipa::path(
     get,
     path = "/v1/models",
@@ -97,8 +97,11 @@ pub async fn embeddings(
     responses(
         (status = 200, description = "The models.", body = ModelList),
         (status = 400, description = "Missing or invalid `X-Relay-User` or `X-Relay-Paid`.", body = ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked Relay key.", body = ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked Relay key; or the only provider asked rejected the stored key.", body = ErrorBody),
         (status = 404, description = "The end user has not connected any key (`enduser_key_missing`).", body = ErrorBody),
+        (status = 502, description = "No connected provider could be reached or answered (`upstream_unavailable`, `upstream_redirect`).", body = ErrorBody),
+        (status = 504, description = "No connected provider answered in time (`upstream_timeout`).", body = ErrorBody),
+        (status = "default", description = "When every connected provider fails, the first one's error, in OpenAI's error shape with that provider's status.", body = ErrorBody),
     )
 )]
 pub async fn models(
