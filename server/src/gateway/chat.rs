@@ -32,11 +32,10 @@ pub async fn chat(upstream: &Upstream, caller: Caller, raw: &[u8]) -> Result<Htt
     let prepared = dialect.chat_request(body, &route.upstream_model, &ctx, stream).map_err(translate_error)?;
     let upload = serde_json::to_vec(&prepared.body).map_err(ApiError::internal)?;
 
-    let mut call = upstream.open(&caller, route.provider, &prepared.path, None).await?;
+    let usage = Some((model.as_str(), "/v1/chat/completions".to_owned()));
+    let mut call = upstream.open(&caller, route.provider, &prepared.path, None, usage).await?;
     call.header(reqwest::header::CONTENT_TYPE, reqwest::header::HeaderValue::from_static("application/json"));
-    let sent = call
-        .send(reqwest::Method::POST, Some(upload.into()), "chat", Some((&model, "/v1/chat/completions".into())))
-        .await?;
+    let sent = call.send(reqwest::Method::POST, Some(upload.into()), "chat").await?;
     if !sent.is_success() {
         return Ok(sent.error_answer(dialect).await);
     }

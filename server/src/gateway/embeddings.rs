@@ -29,11 +29,10 @@ pub async fn embeddings(upstream: &Upstream, caller: Caller, raw: &[u8]) -> Resu
     let prepared = def.dialect.embeddings_request(&body, &route.upstream_model).map_err(translate_error)?;
     let upload = serde_json::to_vec(&prepared.body).map_err(ApiError::internal)?;
 
-    let mut call = upstream.open(&caller, route.provider, &prepared.path, None).await?;
+    let usage = Some((model.as_str(), "/v1/embeddings".to_owned()));
+    let mut call = upstream.open(&caller, route.provider, &prepared.path, None, usage).await?;
     call.header(reqwest::header::CONTENT_TYPE, reqwest::header::HeaderValue::from_static("application/json"));
-    let sent = call
-        .send(reqwest::Method::POST, Some(upload.into()), "embeddings", Some((&model, "/v1/embeddings".into())))
-        .await?;
+    let sent = call.send(reqwest::Method::POST, Some(upload.into()), "embeddings").await?;
     if !sent.is_success() {
         return Ok(sent.error_answer(def.dialect).await);
     }

@@ -51,9 +51,9 @@ async fn list(upstream: &Upstream, caller: &Caller, provider: ProviderId) -> Res
         tracing::warn!(%provider, error = ?e, "could not list models");
         e.error_response()
     };
-    let mut call = upstream.open(caller, provider, dialect.models_path(), None).await.map_err(failed)?;
+    let mut call = upstream.open(caller, provider, dialect.models_path(), None, None).await.map_err(failed)?;
     call.first_byte_timeout(upstream.timeouts().key_check);
-    let sent = call.send(reqwest::Method::GET, None, "models", None).await.map_err(failed)?;
+    let sent = call.send(reqwest::Method::GET, None, "models").await.map_err(failed)?;
     if !sent.is_success() {
         tracing::warn!(%provider, status = sent.status(), "the provider refused the model listing");
         return Err(sent.error_answer(dialect).await);

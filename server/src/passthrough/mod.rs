@@ -72,7 +72,8 @@ pub async fn forward(
     };
 
     let query = path::filtered_query(req.query_string());
-    let mut call = upstream.open(&caller, provider, &path::encode_path(&path), Some(&query)).await?;
+    let usage = Some(("", format!("/relay/{provider}{path}")));
+    let mut call = upstream.open(&caller, provider, &path::encode_path(&path), Some(&query), usage).await?;
     // openai-compatible: a base URL the client names must be the server the key was stored for.
     if let (Some(base), Some(claimed)) = (call.stored_base(), req.headers().get("x-relay-base-url")) {
         if !claimed.to_str().is_ok_and(|c| upstream.same_server(c, base)) {
@@ -115,8 +116,7 @@ pub async fn forward(
         }
     };
 
-    let endpoint = format!("/relay/{provider}{path}");
-    let mut sent = call.send(method, upload, "passthrough", Some(("", endpoint))).await?;
+    let mut sent = call.send(method, upload, "passthrough").await?;
     sent.recorder.first_token();
     if !sent.is_success() {
         return Ok(sent.raw_error_answer().await);

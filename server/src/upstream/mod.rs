@@ -65,13 +65,16 @@ impl Upstream {
 
     /// Opens the caller's key for `provider` and prepares a call to `path` (percent-encoded,
     /// below the provider's API root) with `query`. The plaintext key lives on only in the
-    /// call's headers (marked sensitive) and its masker, both dropped with the call.
+    /// call's headers (marked sensitive) and its masker, both dropped with the call. `usage`
+    /// names the model (as the client named it) and the endpoint for the call's usage record,
+    /// written once the call was sent; `None` for calls that are not the client's own.
     pub async fn open(
         &self,
         caller: &Caller,
         provider: ProviderId,
         path: &str,
         query: Option<&str>,
+        usage: Option<(&str, String)>,
     ) -> Result<Call, ApiError> {
         caller.may_use(provider)?;
         let (row, key) = self.keys.open(&caller.end_user, provider).await.inspect_err(|e| {
@@ -87,6 +90,9 @@ impl Upstream {
         self.keys.touch(&row).await;
         let base = row.base_url.as_deref().map(|b| self.upstreams.check_stored(b)).transpose()?;
         let target = self.upstreams.target(provider, base.as_ref(), path, query)?;
+        let log = usage.is_some().then(|| self.usage.clone());
+        let (model, endpoint) = usage.unwrap_or_default();
+        let recorder = UsageRecorder::new(log, self.metrics.clone(), caller, provider, model, endpoint);
         Ok(Call {
             provider,
             target,
@@ -96,7 +102,7 @@ impl Upstream {
             upload_overflow: None,
             timeouts: self.upstreams.timeouts().clone(),
             metrics: self.metrics.clone(),
-            usage: (self.usage.clone(), caller.clone()),
+            recorder,
         })
     }
 }
@@ -112,7 +118,7 @@ pub struct Call {
     upload_overflow: Option<(Arc<AtomicBool>, usize)>,
     timeouts: UpstreamTimeouts,
     metrics: Arc<Metrics>,
-    usage: (UsageLog, Caller),
+    recorder: UsageRecorder,
 }
 
 impl Call {
@@ -137,20 +143,14 @@ impl Call {
     }
 
     /// Sends the request and waits for the answer's headers (at most the first-byte timeout).
-    /// `kind` is the metrics label; `usage` names the model (as the client named it) and the
-    /// endpoint for the call's usage record, `None` for calls that are not the client's own.
+    /// `kind` is the metrics label.
     pub async fn send(
         self,
         method: reqwest::Method,
         body: Option<reqwest::Body>,
         kind: &'static str,
-        usage: Option<(&str, String)>,
     ) -> Result<Sent, ApiError> {
-        let Call { provider, target, headers, mask, upload_overflow, timeouts, metrics, usage: (log, caller), .. } =
-            self;
-        let log = usage.is_some().then_some(log);
-        let (model, endpoint) = usage.unwrap_or_default();
-        let mut recorder = UsageRecorder::new(log, metrics.clone(), &caller, provider, model, endpoint);
+        let Call { provider, target, headers, mask, upload_overflow, timeouts, metrics, mut recorder, .. } = self;
         let mut request = target.client.request(method, target.url).headers(headers);
         if let Some(body) = body {
             request = request.body(body);

@@ -14,7 +14,8 @@ use crate::providers::ProviderId;
 use crate::store::UsageEvent;
 use crate::usage_log::UsageLog;
 
-/// Records its event when dropped (unless it has no log: a call that is not the client's own).
+/// Records its event when dropped, once the call was sent (it has a status then); never for a
+/// call that is not the client's own (no log).
 pub struct UsageRecorder {
     log: Option<UsageLog>,
     metrics: Arc<Metrics>,
@@ -83,7 +84,7 @@ impl UsageRecorder {
 
 impl Drop for UsageRecorder {
     fn drop(&mut self) {
-        let Some(log) = &self.log else { return };
+        let Some(log) = self.log.as_ref().filter(|_| self.event.status != 0) else { return };
         let mut event = self.event.clone();
         event.latency_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if let Some(u) = self.usage {
