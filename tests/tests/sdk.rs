@@ -3,26 +3,13 @@
 //! upstream (split at random points, with real delays) and what the SDKs hand back must equal
 //! the scenario's expected result; what reached the provider must equal its expected request.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use relay_tests::fixtures::{self, Scenario};
 use relay_tests::mock::Reply;
 use relay_tests::sdk::{self, Sdk};
 use relay_tests::{spawn_app, Backend, TestApp};
 use serde_json::{json, Value};
-
-fn fixtures(provider: &str) -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(provider);
-    let mut out: Vec<PathBuf> =
-        std::fs::read_dir(&dir).expect("fixtures dir").flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
-    out.sort();
-    out
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 fn headers_of(v: &Value) -> Vec<(String, String)> {
     v["headers"]
@@ -37,31 +24,15 @@ fn headers_of(v: &Value) -> Vec<(String, String)> {
 }
 
 /// Scripts the mock with the scenario's upstream answer.
-fn script(app: &TestApp, dir: &Path) {
-    let sse = dir.join("upstream_stream.sse");
-    if sse.exists() {
-        let text = std::fs::read_to_string(&sse).expect("sse");
+fn script(app: &TestApp, scenario: &Scenario) {
+    if let Some(sse) = &scenario.upstream_stream {
+        let text = String::from_utf8(sse.clone()).expect("sse is text");
         app.mock.reply(Reply::Sse { headers: vec![], text, max_piece: 48, delay: Duration::from_millis(3) });
     } else {
-        let r = read_json(&dir.join("upstream_response.json"));
+        let r = scenario.upstream_response.as_ref().expect("upstream_response.json");
         let status = u16::try_from(r["status"].as_u64().expect("status")).expect("u16");
-        app.mock.reply(Reply::Json { status, headers: headers_of(&r), body: r["body"].clone() });
+        app.mock.reply(Reply::Json { status, headers: headers_of(r), body: r["body"].clone() });
     }
-}
-
-/// What an SDK yields, from a non-streaming `chat.completion`.
-fn accumulated_from_completion(c: &Value) -> Value {
-    let m = &c["choices"][0]["message"];
-    let calls: Vec<Value> = m["tool_calls"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|t| json!({"id": t["id"], "name": t["function"]["name"], "arguments": t["function"]["arguments"]}))
-                .collect()
-        })
-        .unwrap_or_default();
-    json!({"content": m["content"], "reasoning_content": m.get("reasoning_content").cloned().unwrap_or(Value::Null),
-           "tool_calls": calls, "finish_reason": c["choices"][0]["finish_reason"], "usage": c["usage"]})
 }
 
 /// Usage fields the scenario names must match; SDKs may add zero-valued details.
@@ -118,16 +89,12 @@ async fn run_scenarios(provider: &str) {
     let app = spawn_app(Backend::Sqlite).await;
     let key = app.connect_new_key("sdk-user", provider).await;
     let mut ran = 0;
-    for dir in fixtures(provider) {
-        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_owned();
-        let request = read_json(&dir.join("openai_request.json"));
-        let expected = read_json(&dir.join("expected.json"));
-        let upstream = read_json(&dir.join("upstream_request.json"));
-        let endpoint =
-            if upstream["path"].as_str().is_some_and(|p| p.contains("embed")) { "embeddings" } else { "chat" };
+    for scenario in fixtures::scenarios(provider) {
+        let (request, expected, upstream) = (&scenario.request, &scenario.expected, &scenario.upstream_request);
+        let endpoint = if scenario.is_embeddings() { "embeddings" } else { "chat" };
         for which in sdk::ALL {
-            let what = format!("{provider}/{name} via {which:?}");
-            script(&app, &dir);
+            let what = format!("{} via {which:?}", scenario.name);
+            script(&app, &scenario);
             let job = json!({"base_url": app.address, "api_key": app.api_key, "user": "sdk-user", "endpoint": endpoint, "request": request});
             let got = sdk::run(which, job).await;
 
@@ -154,7 +121,7 @@ async fn run_scenarios(provider: &str) {
             }
             assert!(seen.header("authorization").is_none(), "{what}: no other credential");
 
-            check(&got, &expected, &request, endpoint, &what);
+            check(&got, expected, request, endpoint, &what);
             ran += 1;
         }
     }
@@ -201,7 +168,7 @@ fn check(got: &Value, expected: &Value, request: &Value, endpoint: &str, what: &
         assert_result(got, &expected["accumulated"], request, what);
         return;
     }
-    assert_result(got, &accumulated_from_completion(&expected["completion"]), request, what);
+    assert_result(got, &fixtures::accumulated_from_completion(&expected["completion"]), request, what);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

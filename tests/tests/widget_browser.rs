@@ -14,7 +14,7 @@ use relay::auth::tokens::generate_registration_token;
 use relay::store::{NewRegistrationToken, TenantSettings};
 use relay_tests::app::{assert_error, spawn_app, TestApp};
 use relay_tests::mock::Reply;
-use relay_tests::{fake_keys, Backend};
+use relay_tests::{fake_keys, fixtures, Backend};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use sha2::Digest;
@@ -179,13 +179,7 @@ async fn widget_in_headless_chromium() {
     eprintln!("{stdout}");
 
     // The key the browser typed is the one stored: it serves a chat completion upstream.
-    let upstream: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/anthropic/text/upstream_response.json"),
-        )
-        .expect("fixture"),
-    )
-    .expect("fixture json");
+    let upstream = fixtures::read_json(&fixtures::fixtures_dir("anthropic").join("text/upstream_response.json"));
     app.mock.reply(Reply::Json { status: 200, headers: vec![], body: upstream["body"].clone() });
     let res = app
         .client
