@@ -57,7 +57,7 @@ pub trait Dialect: Sync {
 }
 
 /// A whole translated answer: parsed, translated by `f`, serialised, with its usage.
-pub(crate) fn translate_json(
+fn translate_json(
     body: &[u8],
     f: impl FnOnce(&Value) -> Result<Value, TranslateError>,
 ) -> Result<(Bytes, Option<Usage>), ResponseError> {
@@ -65,4 +65,67 @@ pub(crate) fn translate_json(
     let translated = f(&parsed).map_err(|e| ResponseError::Unreadable(e.to_string()))?;
     let usage = translated.get("usage").and_then(Usage::from_json);
     Ok((Bytes::from(translated.to_string()), usage))
+}
+
+/// A provider whose API differs from OpenAI's, spoken through its translator's functions.
+pub struct Translated {
+    pub chat_request: fn(&Value, &str) -> Result<Prepared, TranslateError>,
+    pub chat_response: fn(&Value, &ChatContext) -> Result<Value, TranslateError>,
+    pub chat_stream: fn(ChatContext) -> Box<dyn StreamTranslator>,
+    /// Request and response translation, for a provider with an embeddings API.
+    pub embeddings: Option<Embeddings>,
+    pub upstream_error: fn(u16, &[u8]) -> UpstreamError,
+    pub retry_after_in_body: fn(&[u8]) -> Option<u64>,
+    pub models_path: &'static str,
+    pub parse_models: fn(&Value) -> Vec<Listed>,
+}
+
+/// An embeddings translation: the request, and the answer (given the client's request).
+pub struct Embeddings {
+    pub request: fn(&Value, &str) -> Result<Prepared, TranslateError>,
+    pub response: fn(&Value, &Value) -> Result<Value, TranslateError>,
+}
+
+impl Dialect for Translated {
+    fn chat_request(&self, body: Value, model: &str, _: &ChatContext, _: bool) -> Result<Prepared, TranslateError> {
+        (self.chat_request)(&body, model)
+    }
+
+    fn chat_response(&self, body: Bytes, ctx: &ChatContext) -> Result<(Bytes, Option<Usage>), ResponseError> {
+        translate_json(&body, |v| (self.chat_response)(v, ctx))
+    }
+
+    fn chat_stream(&self, ctx: ChatContext) -> Box<dyn StreamTranslator> {
+        (self.chat_stream)(ctx)
+    }
+
+    fn embeddings_request(&self, body: &Value, model: &str) -> Result<Prepared, TranslateError> {
+        match &self.embeddings {
+            Some(e) => (e.request)(body, model),
+            None => Err(TranslateError::new("This provider has no embeddings API.", Some("model"))),
+        }
+    }
+
+    fn embeddings_response(&self, body: Bytes, request: &Value) -> Result<(Bytes, Option<Usage>), ResponseError> {
+        match &self.embeddings {
+            Some(e) => translate_json(&body, |v| (e.response)(v, request)),
+            None => Err(ResponseError::Unreadable("this provider has no embeddings API".into())),
+        }
+    }
+
+    fn upstream_error(&self, status: u16, body: &[u8]) -> UpstreamError {
+        (self.upstream_error)(status, body)
+    }
+
+    fn retry_after_in_body(&self, body: &[u8]) -> Option<u64> {
+        (self.retry_after_in_body)(body)
+    }
+
+    fn models_path(&self) -> &'static str {
+        self.models_path
+    }
+
+    fn parse_models(&self, body: &Value) -> Vec<Listed> {
+        (self.parse_models)(body)
+    }
 }

@@ -24,7 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-pub use dialect::{Dialect, Listed, ResponseError};
+pub use dialect::{Dialect, Embeddings, Listed, ResponseError, Translated};
 
 /// A provider Relay holds keys for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]

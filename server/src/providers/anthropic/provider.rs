@@ -1,14 +1,10 @@
-//! Anthropic as a provider: keys `sk-ant-…` in `x-api-key`, the Messages API, and the dialect
-//! that puts the translator (the sibling modules) behind the unified API.
+//! Anthropic as a provider: keys `sk-ant-…` in `x-api-key`, the Messages API, and its dialect:
+//! the translator (the sibling modules) behind the unified API. No embeddings API.
 
-use bytes::Bytes;
 use serde_json::Value;
 
-use crate::providers::dialect::{translate_json, Dialect, Listed, ResponseError};
-use crate::providers::unified::{
-    ChatContext, EndsWithDone, Prepared, StreamTranslator, TranslateError, UpstreamError, Usage,
-};
-use crate::providers::{Auth, KeyFormat, Provider, ProviderId};
+use crate::providers::unified::EndsWithDone;
+use crate::providers::{Auth, KeyFormat, Listed, Provider, ProviderId, Translated};
 
 pub static PROVIDER: Provider = Provider {
     id: ProviderId::Anthropic,
@@ -25,55 +21,25 @@ pub static PROVIDER: Provider = Provider {
     models: &["claude-*"],
     passthrough_paths: &["/v1/messages", "/v1/messages/count_tokens", "/v1/models", "/v1/models/*"],
     embeddings: false,
-    dialect: &AnthropicDialect,
+    dialect: &Translated {
+        chat_request: super::chat_request,
+        chat_response: super::chat_response,
+        chat_stream: |ctx| Box::new(EndsWithDone::new(super::chat_stream(ctx))),
+        embeddings: None,
+        upstream_error: super::upstream_error,
+        retry_after_in_body: |_| None,
+        models_path: "/v1/models?limit=1000",
+        parse_models,
+    },
 };
 
-struct AnthropicDialect;
-
-impl Dialect for AnthropicDialect {
-    fn chat_request(&self, body: Value, model: &str, _: &ChatContext, _: bool) -> Result<Prepared, TranslateError> {
-        super::chat_request(&body, model)
-    }
-
-    fn chat_response(&self, body: Bytes, ctx: &ChatContext) -> Result<(Bytes, Option<Usage>), ResponseError> {
-        translate_json(&body, |v| super::chat_response(v, ctx))
-    }
-
-    fn chat_stream(&self, ctx: ChatContext) -> Box<dyn StreamTranslator> {
-        Box::new(EndsWithDone::new(super::chat_stream(ctx)))
-    }
-
-    fn embeddings_request(&self, _: &Value, _: &str) -> Result<Prepared, TranslateError> {
-        Err(TranslateError::new("Anthropic has no embeddings API.", Some("model")))
-    }
-
-    fn embeddings_response(&self, _: Bytes, _: &Value) -> Result<(Bytes, Option<Usage>), ResponseError> {
-        Err(ResponseError::Unreadable("Anthropic has no embeddings API".into()))
-    }
-
-    fn upstream_error(&self, status: u16, body: &[u8]) -> UpstreamError {
-        super::upstream_error(status, body)
-    }
-
-    fn models_path(&self) -> &'static str {
-        "/v1/models?limit=1000"
-    }
-
-    fn parse_models(&self, body: &Value) -> Vec<Listed> {
-        body["data"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|m| {
-                        let created = m["created_at"]
-                            .as_str()
-                            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
-                            .map(|c| c.timestamp())
-                            .unwrap_or(0);
-                        m["id"].as_str().map(|id| (id.to_owned(), created))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
+/// `{"data": [{"id", "created_at": RFC 3339}]}`.
+fn parse_models(body: &Value) -> Vec<Listed> {
+    let created = |m: &Value| {
+        m["created_at"].as_str().and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok()).map_or(0, |c| c.timestamp())
+    };
+    body["data"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["id"].as_str().map(|id| (id.to_owned(), created(m)))).collect())
+        .unwrap_or_default()
 }
