@@ -44,7 +44,10 @@ pub async fn chat(upstream: &Upstream, caller: Caller, raw: &[u8]) -> Result<Htt
     let overhead = &upstream.metrics().relay_overhead;
     if !stream {
         let (bytes, mut recorder, waited) = sent.body().await?;
-        let (answer, usage) = dialect.chat_response(bytes, &ctx).map_err(|e| unreadable(provider, e))?;
+        let (answer, usage) = dialect.chat_response(bytes, &ctx).map_err(|e| {
+            recorder.status(502);
+            unreadable(provider, e)
+        })?;
         recorder.usage(usage);
         overhead
             .with_label_values(&["chat"])

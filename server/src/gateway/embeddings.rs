@@ -39,7 +39,10 @@ pub async fn embeddings(upstream: &Upstream, caller: Caller, raw: &[u8]) -> Resu
     let mut out = sent.answer();
     let provider = sent.provider;
     let (bytes, mut recorder, waited) = sent.body().await?;
-    let (answer, usage) = def.dialect.embeddings_response(bytes, &body).map_err(|e| unreadable(provider, e))?;
+    let (answer, usage) = def.dialect.embeddings_response(bytes, &body).map_err(|e| {
+        recorder.status(502);
+        unreadable(provider, e)
+    })?;
     recorder.usage(usage);
     let overhead = recorder.started().elapsed().saturating_sub(waited);
     upstream.metrics().relay_overhead.with_label_values(&["embeddings"]).observe(overhead.as_secs_f64());
