@@ -14,8 +14,9 @@ use uuid::Uuid;
 use super::{Result, StoreError};
 use crate::vault::KekVersion;
 
-/// What the shared queries (`sql.rs`) need to know of a database beyond SQL they both speak.
-/// Statements use `$1`-style placeholders, which both accept.
+/// What the shared queries (`sql.rs`) need to know of a database beyond the SQL both speak.
+/// Statements use `$1`-style placeholders, which both accept, and no casts: PostgreSQL learns a
+/// parameter's type from the value bound to it.
 pub trait Dialect: Database {
     /// What `Store::backend` says.
     const BACKEND: &'static str;
@@ -44,9 +45,9 @@ pub trait Dialect: Database {
     fn parse_time(stored: Self::Time) -> Result<DateTime<Utc>>;
     /// Rows a statement changed (sqlx has no accessor common to all databases).
     fn rows_affected(done: &Self::QueryResult) -> u64;
-    /// Runs what `insert` built. Generic code cannot: the built query borrows the builder for as
-    /// long as its arguments' lifetime, which only a concrete arguments type lets the compiler
-    /// shorten.
+    /// Runs what `insert` built. Generic code cannot run `insert.build()` itself: the query
+    /// borrows the builder for its arguments' whole lifetime, and only a concrete arguments type
+    /// lets the compiler shorten that borrow.
     fn execute_built<'c, 'q>(
         conn: &'c mut Self::Connection,
         insert: QueryBuilder<'q, Self>,
@@ -226,5 +227,30 @@ where
 
     fn is_null(&self, column: &str) -> Result<bool> {
         Ok(self.try_get_raw(column)?.is_null())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_versions_beyond_a_postgres_integer_are_refused_not_wrapped() {
+        assert!(matches!(kek::<Postgres>(KekVersion::MAX), Err(StoreError::Corrupt(_))));
+        assert_eq!(kek::<Postgres>(7).ok(), Some(7));
+        assert_eq!(kek::<Sqlite>(KekVersion::MAX).ok(), Some(i64::from(KekVersion::MAX)));
+    }
+
+    #[test]
+    fn sqlite_stores_milliseconds_and_uuid_text() {
+        let t = DateTime::from_timestamp_millis(1_700_000_000_123).expect("a valid time");
+        assert_eq!(Sqlite::time(t), 1_700_000_000_123);
+        assert_eq!(Sqlite::parse_time(Sqlite::time(t)).ok(), Some(t));
+        assert!(matches!(Sqlite::parse_time(i64::MAX), Err(StoreError::Corrupt(_))));
+
+        let id = Uuid::new_v4();
+        assert_eq!(Sqlite::id(id), id.hyphenated().to_string());
+        assert_eq!(Sqlite::parse_id(&Sqlite::id(id), "id").ok(), Some(id));
+        assert!(matches!(Sqlite::parse_id("not-a-uuid", "id"), Err(StoreError::Corrupt(m)) if m == "bad uuid in id"));
     }
 }

@@ -198,8 +198,9 @@ fn audit_event(row: &impl Fields) -> Result<AuditEvent> {
     })
 }
 
-/// The statements below bind ids, times and key versions as the dialect stores them, and plain
-/// values (text, bytes, flags, integers) as both databases do.
+/// Statements bind ids, times and key versions as the dialect stores them, and plain values (text,
+/// bytes, flags, integers) as both databases do. Rust does not carry a trait's where-clauses to
+/// its users, so each generic impl spells out what it binds and runs.
 impl<DB> SqlStore<DB>
 where
     DB: Dialect,
@@ -607,7 +608,6 @@ where
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<StoredProviderKey>> {
-        // No cast on `$2`: PostgreSQL learns its type (uuid) from the bound value.
         sqlx::query(concat!(
             "SELECT ",
             provider_key_columns!(),
