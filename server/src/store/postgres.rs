@@ -1,5 +1,5 @@
-//! The PostgreSQL store: production, and several relay nodes sharing one database. Its queries
-//! are in sql.rs, what is PostgreSQL's own in dialect.rs; this opens the pool.
+//! The PostgreSQL store, for production and several relay nodes sharing one database: opens the
+//! pool. Queries: sql.rs; types: dialect.rs.
 
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use sqlx::Postgres;
 use super::sql::SqlStore;
 use super::Result;
 
+/// The store on PostgreSQL (`connect`, then `Store`).
 pub type PgStore = SqlStore<Postgres>;
 
 impl SqlStore<Postgres> {

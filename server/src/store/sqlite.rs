@@ -1,6 +1,5 @@
-//! The SQLite store: the embedded default for one node. Its queries are in sql.rs, how it stores
-//! ids and times in dialect.rs; this opens the file: WAL mode and a busy timeout let concurrent
-//! requests queue for the writer.
+//! The SQLite store, the embedded default for one node: opens the file, in WAL mode with a busy
+//! timeout so concurrent requests queue for the writer. Queries: sql.rs; types: dialect.rs.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,6 +10,7 @@ use sqlx::Sqlite;
 use super::sql::SqlStore;
 use super::{Result, StoreError};
 
+/// The store in a SQLite file (`open`, then `Store`).
 pub type SqliteStore = SqlStore<Sqlite>;
 
 impl SqlStore<Sqlite> {
