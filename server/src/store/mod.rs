@@ -2,7 +2,9 @@
 //! (embedded default) implementation. Both pass the same conformance suite (tests/).
 
 pub mod cached;
+mod dialect;
 mod postgres;
+mod sql;
 mod sqlite;
 
 use std::fmt;
@@ -109,9 +111,6 @@ pub(crate) struct SettingsColumns {
     pub rate_limit_free_end_user: Option<String>,
     pub free_models: String,
 }
-
-pub(crate) const SETTINGS_COLUMNS: &str =
-    "byok_flow_enabled, allowed_origins, rate_limit_api_key, rate_limit_end_user, rate_limit_free_end_user, free_models";
 
 fn limit_from_column(name: &str, raw: Option<String>) -> Result<Option<Limit>> {
     raw.map(|r| r.parse::<Limit>().map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))).transpose()
