@@ -6,33 +6,33 @@ use serde_json::Value;
 
 use crate::providers;
 
-/// What one call must never hand back: its key. Holds a copy of the key, wiped when dropped,
-/// for as long as the call's answer is being relayed.
+/// What one call must never hand back: its key. Holds the opened key (wiped when dropped) for as
+/// long as the call's answer is being relayed.
 pub struct Masker {
     key: SecretString,
-    /// The key as it reads inside a JSON string, when that differs (`"` or `\` in it).
-    json_escaped: Option<SecretString>,
     /// What the key is replaced with: its fingerprint, which `GET /v1/users` shows anyway.
     shown: String,
 }
 
 impl Masker {
-    pub fn new(key: &SecretString, fingerprint: String) -> Self {
-        let raw = key.expose_secret();
-        let escaped = serde_json::to_string(raw).ok().map(|q| q[1..q.len() - 1].to_owned());
-        let json_escaped = escaped.filter(|e| e != raw).map(SecretString::from);
+    pub fn new(key: SecretString, fingerprint: String) -> Self {
         // A fingerprint of a very short key is the key itself.
-        let shown = if !fingerprint.contains(raw) { fingerprint } else { "…".into() };
-        Self { key: SecretString::from(raw.to_owned()), json_escaped, shown }
+        let shown = if fingerprint.contains(key.expose_secret()) { "…".into() } else { fingerprint };
+        Self { key, shown }
     }
 
     /// `text` with the key, and anything else shaped like a key, masked.
     pub fn text(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for key in std::iter::once(&self.key).chain(self.json_escaped.as_ref()) {
-            let key = key.expose_secret();
-            if !key.is_empty() && out.contains(key) {
-                out = out.replace(key, &self.shown);
+        let key = self.key.expose_secret();
+        if key.is_empty() {
+            return redact_key_like(text);
+        }
+        let mut out = text.replace(key, &self.shown);
+        // The key as it reads inside a JSON string, when that differs (`"` or `\` in it).
+        if let Ok(quoted) = serde_json::to_string(key).map(zeroize::Zeroizing::new) {
+            let escaped = &quoted[1..quoted.len() - 1];
+            if escaped != key && out.contains(escaped) {
+                out = out.replace(escaped, &self.shown);
             }
         }
         redact_key_like(&out)
@@ -124,10 +124,10 @@ mod tests {
     #[test]
     fn the_exact_key_is_masked_whatever_its_shape() {
         let mistral = "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6";
-        let m = Masker::new(&SecretString::from(mistral.to_owned()), "…o5P6".into());
+        let m = Masker::new(SecretString::from(mistral.to_owned()), "…o5P6".into());
         assert_eq!(m.text(&format!("bad key {mistral}!")), "bad key …o5P6!");
         let odd = r#"tok"en\with-quotes"#;
-        let m = Masker::new(&SecretString::from(odd.to_owned()), "…otes".into());
+        let m = Masker::new(SecretString::from(odd.to_owned()), "…otes".into());
         let body = serde_json::json!({"error": {"message": format!("key {odd}"), "code": odd}}).to_string();
         let masked = String::from_utf8(m.bytes(body.as_bytes())).expect("utf-8");
         assert!(!masked.contains("en\\\\with"), "{masked}");
@@ -135,7 +135,7 @@ mod tests {
         m.error_value(&mut v);
         assert_eq!(v["error"]["code"], "…otes");
         assert_eq!(v["error"]["message"], "key …otes");
-        let short = Masker::new(&SecretString::from("abc".to_owned()), "…abc".into());
+        let short = Masker::new(SecretString::from("abc".to_owned()), "…abc".into());
         assert_eq!(short.text("x abc y"), "x … y");
         let binary = [0xff, b'a', b'b', b'c', 0xfe];
         assert_eq!(short.bytes(&binary), vec![0xff, 0xe2, 0x80, 0xa6, 0xfe]);

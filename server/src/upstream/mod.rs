@@ -85,10 +85,9 @@ impl Upstream {
         let headers = provider
             .auth_headers(&key)
             .map_err(|e| ApiError::internal(anyhow::anyhow!("stored key cannot be sent in a header: {e}")))?;
-        let mask = Masker::new(&key, row.fingerprint.clone());
-        drop(key);
         self.keys.touch(&row).await;
         let base = row.base_url.as_deref().map(|b| self.upstreams.check_stored(b)).transpose()?;
+        let mask = Masker::new(key, row.fingerprint);
         let target = self.upstreams.target(provider, base.as_ref(), path, query)?;
         let log = usage.is_some().then(|| self.usage.clone());
         let (model, endpoint) = usage.unwrap_or_default();
