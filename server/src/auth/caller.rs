@@ -25,9 +25,9 @@ pub struct Caller {
     pub tenant_id: Uuid,
     /// The developer key used; `None` for a browser's session token.
     pub api_key_id: Option<Uuid>,
+    /// The end user, whose `paid` is the tier of this call: what the developer's backend sent
+    /// (`X-Relay-Paid`) or, for a browser, what it last sent.
     pub end_user: EndUser,
-    /// Free tier or paid, as the developer's backend last said (`X-Relay-Paid`).
-    pub paid: bool,
     /// A free-tier caller of a tenant with a model allowlist: the allowed model globs.
     pub free_models: Option<Arc<[String]>>,
     /// A browser's session token, which may cover only some providers.
@@ -89,7 +89,6 @@ impl FromRequest for Caller {
                         tenant_id: claims.tid,
                         api_key_id: None,
                         // A browser cannot vouch for its own tier: the one the backend last sent.
-                        paid: end_user.paid,
                         end_user,
                         free_models: None,
                         session: Some(claims),
@@ -170,7 +169,6 @@ async fn for_backend(
         tenant_id: auth.tenant_id,
         api_key_id: Some(auth.api_key_id),
         end_user,
-        paid,
         free_models: None,
         session: None,
         started,
@@ -186,18 +184,19 @@ async fn admit(
     caller: &mut Caller,
 ) -> Result<(), ApiError> {
     let defaults = &limiter.defaults;
-    let limit = if caller.paid {
+    let paid = caller.end_user.paid;
+    let limit = if paid {
         settings.rate_limit_end_user.unwrap_or(defaults.end_user)
     } else {
         settings.rate_limit_free_end_user.unwrap_or(defaults.free_end_user)
     };
-    if !caller.paid && !settings.free_models.is_empty() {
+    if !paid && !settings.free_models.is_empty() {
         caller.free_models = Some(Arc::from(settings.free_models.as_slice()));
     }
     let Some(rate) = limit.rate() else { return Ok(()) };
     let mut identity = [0u8; 32];
     identity[..16].copy_from_slice(caller.tenant_id.as_bytes());
     identity[16..].copy_from_slice(caller.end_user.id.as_bytes());
-    let decision = limiter.check(Scope::EndUser { paid: caller.paid }, &identity, rate).await;
+    let decision = limiter.check(Scope::EndUser { paid }, &identity, rate).await;
     ratelimit::apply(req, decision)
 }

@@ -15,7 +15,7 @@ pub async fn embeddings(upstream: &Upstream, caller: Caller, raw: &[u8]) -> Resu
     }
     let route = route(&model)?;
     let def = route.provider.def();
-    if !def.embeddings {
+    if !def.dialect.has_embeddings() {
         return Err(ApiError::invalid_request(
             "model_not_supported",
             format!(

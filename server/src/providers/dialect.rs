@@ -35,7 +35,10 @@ pub trait Dialect: Sync {
     /// Turns the upstream's stream into the client's, event by event.
     fn chat_stream(&self, ctx: ChatContext) -> Box<dyn StreamTranslator>;
 
-    /// The upstream request for an Embeddings body (only for providers with `embeddings`).
+    /// Whether the provider has an embeddings API.
+    fn has_embeddings(&self) -> bool;
+
+    /// The upstream request for an Embeddings body (only where `has_embeddings`).
     fn embeddings_request(&self, body: &Value, upstream_model: &str) -> Result<Prepared, TranslateError>;
 
     /// An Embeddings answer in OpenAI's shape (`request` is the client's body), and its usage.
@@ -87,6 +90,10 @@ pub struct Embeddings {
 }
 
 impl Dialect for Translated {
+    fn has_embeddings(&self) -> bool {
+        self.embeddings.is_some()
+    }
+
     fn chat_request(&self, body: Value, model: &str, _: &ChatContext, _: bool) -> Result<Prepared, TranslateError> {
         (self.chat_request)(&body, model)
     }

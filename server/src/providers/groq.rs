@@ -25,6 +25,5 @@ pub static PROVIDER: Provider = Provider {
         "/v1/audio/transcriptions",
         "/v1/audio/translations",
     ],
-    embeddings: true,
     dialect: &OpenAiFormat { asks_stream_usage: false },
 };

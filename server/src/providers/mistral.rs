@@ -25,6 +25,5 @@ pub static PROVIDER: Provider = Provider {
         "/v1/models",
         "/v1/models/*",
     ],
-    embeddings: true,
     dialect: &OpenAiFormat { asks_stream_usage: false },
 };

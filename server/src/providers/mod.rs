@@ -60,8 +60,6 @@ pub struct Provider {
     /// Paths the raw passthrough may reach below the base URL; `/*` at the end stands for one
     /// or more further segments.
     pub passthrough_paths: &'static [&'static str],
-    /// Whether `/v1/embeddings` can be served.
-    pub embeddings: bool,
     /// How its API is spoken: OpenAI's format, or a translator.
     pub dialect: &'static dyn Dialect,
 }

@@ -18,6 +18,5 @@ pub static PROVIDER: Provider = Provider {
     key_check_path: "/models",
     models: &[],
     passthrough_paths: &["/chat/completions", "/completions", "/embeddings", "/models", "/responses"],
-    embeddings: true,
     dialect: &OpenAiFormat { asks_stream_usage: false },
 };

@@ -40,6 +40,10 @@ impl Dialect for OpenAiFormat {
         Box::new(Pipe { drop_usage_chunk: self.asks_stream_usage && !ctx.include_usage, usage: None })
     }
 
+    fn has_embeddings(&self) -> bool {
+        true
+    }
+
     fn embeddings_request(&self, body: &Value, upstream_model: &str) -> Result<Prepared, TranslateError> {
         let mut body = body.clone();
         body["model"] = Value::String(upstream_model.to_owned());

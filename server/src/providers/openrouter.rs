@@ -19,6 +19,5 @@ pub static PROVIDER: Provider = Provider {
     key_check_path: "/v1/key",
     models: &[],
     passthrough_paths: &["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/key"],
-    embeddings: true,
     dialect: &OpenAiFormat { asks_stream_usage: true },
 };

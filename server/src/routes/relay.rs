@@ -56,6 +56,7 @@ pub async fn relay(
     settings: web::Data<super::ServerSettings>,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    // Also checked by `upstream`; here first, so a token for other providers learns nothing of paths.
     caller.may_use(provider)?;
     // The raw, still-encoded path after /relay/{provider}: checked and normalised by the passthrough.
     let prefix_len = "/relay/".len() + provider.as_str().len();

@@ -46,7 +46,7 @@ impl UsageRecorder {
                 model: model.to_owned(),
                 endpoint,
                 status: 0,
-                paid: caller.paid,
+                paid: caller.end_user.paid,
                 prompt_tokens: None,
                 completion_tokens: None,
                 latency_ms: 0,

@@ -20,7 +20,6 @@ pub static PROVIDER: Provider = Provider {
     key_check_path: "/v1/models",
     models: &["claude-*"],
     passthrough_paths: &["/v1/messages", "/v1/messages/count_tokens", "/v1/models", "/v1/models/*"],
-    embeddings: false,
     dialect: &Translated {
         chat_request: super::chat_request,
         chat_response: super::chat_response,

@@ -20,7 +20,6 @@ pub static PROVIDER: Provider = Provider {
     key_check_path: "/v1beta/models?pageSize=1",
     models: &["gemini-*", "text-embedding-004"],
     passthrough_paths: &["/v1beta/models", "/v1beta/models/*", "/v1/models", "/v1/models/*"],
-    embeddings: true,
     dialect: &Translated {
         chat_request: super::chat_request,
         chat_response: super::chat_response,
