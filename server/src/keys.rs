@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::auth::session;
 use crate::auth::tokens::RegistrationTokenHash;
+use crate::domain::money::Usd;
 use crate::error::ApiError;
 use crate::providers::{self, ProviderId};
 use crate::ssrf::{CheckedUrl, SsrfError};
@@ -126,6 +127,7 @@ impl KeyService {
         provider: &str,
         api_key: &SecretString,
         base_url: Option<&str>,
+        monthly_cap: Option<Usd>,
     ) -> Result<Connected, ApiError> {
         let hash = RegistrationTokenHash::parse(token).ok_or_else(invalid_token)?;
         let info = self.registration_token(token).await?;
@@ -139,7 +141,9 @@ impl KeyService {
                 .param("provider"));
             }
         }
-        let row = self.check_and_seal(info.tenant_id, info.end_user_id, provider, api_key, "apiKey", base_url).await?;
+        let row = self
+            .check_and_seal(info.tenant_id, info.end_user_id, provider, api_key, "apiKey", base_url, monthly_cap)
+            .await?;
         let fingerprint = row.fingerprint.clone();
         match self.store.redeem_registration_token(&hash.0, row.created_at, &row).await? {
             Ok(()) => {}
@@ -164,8 +168,11 @@ impl KeyService {
         api_key: &SecretString,
         key_param: &'static str,
         base_url: Option<&str>,
+        monthly_cap: Option<Usd>,
     ) -> Result<Connected, ApiError> {
-        let row = self.check_and_seal(end_user.tenant_id, end_user.id, provider, api_key, key_param, base_url).await?;
+        let row = self
+            .check_and_seal(end_user.tenant_id, end_user.id, provider, api_key, key_param, base_url, monthly_cap)
+            .await?;
         let fingerprint = row.fingerprint.clone();
         self.store.upsert_provider_key(&row).await?;
         let target = format!("end_user:{} provider:{provider}", end_user.id);
@@ -176,7 +183,8 @@ impl KeyService {
     }
 
     /// Trims the pasted key, checks its format and (if configured) asks the provider, then
-    /// seals it under a new record id. Nothing is stored yet.
+    /// seals it under a new record id, with the end user's own monthly cap. Nothing is stored yet.
+    #[allow(clippy::too_many_arguments)]
     async fn check_and_seal(
         &self,
         tenant_id: Uuid,
@@ -185,6 +193,7 @@ impl KeyService {
         api_key: &SecretString,
         key_param: &'static str,
         base_url: Option<&str>,
+        monthly_cap: Option<Usd>,
     ) -> Result<StoredProviderKey, ApiError> {
         let base = self.check_base_url(provider, base_url)?;
         let key = SecretString::from(api_key.expose_secret().trim().to_owned());
@@ -212,6 +221,7 @@ impl KeyService {
             created_at: Utc::now(),
             last_used_at: None,
             base_url,
+            monthly_cap,
         })
     }
 

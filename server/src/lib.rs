@@ -22,6 +22,7 @@
 pub mod audit;
 pub mod auth;
 pub mod browser;
+pub mod budgets;
 pub mod cli;
 pub mod config;
 pub mod domain;

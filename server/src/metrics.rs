@@ -23,6 +23,7 @@ pub struct Metrics {
     pub key_decrypt_failures: IntCounter,
     pub rate_limited: IntCounterVec,
     pub rate_limit_backend_errors: IntCounter,
+    pub budget_refusals: IntCounterVec,
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
@@ -76,6 +77,10 @@ impl Metrics {
                 "rate_limit_backend_errors_total",
                 "Rate-limit checks Redis did not answer, decided by this node alone",
             )?,
+            budget_refusals: IntCounterVec::new(
+                Opts::new("budget_refusals_total", "Calls refused with 402 budget_exceeded, by the limit that was spent"),
+                &["budget"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.http_requests.clone()))?;
@@ -88,6 +93,7 @@ impl Metrics {
         m.registry.register(Box::new(m.key_decrypt_failures.clone()))?;
         m.registry.register(Box::new(m.rate_limited.clone()))?;
         m.registry.register(Box::new(m.rate_limit_backend_errors.clone()))?;
+        m.registry.register(Box::new(m.budget_refusals.clone()))?;
         Ok(m)
     }
 

@@ -11,6 +11,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::auth::session::SessionService;
 use crate::browser::{self, BrowserAccess};
+use crate::budgets::Budgets;
 use crate::config::Config;
 use crate::error::{json_error, ApiError};
 use crate::keys::KeyService;
@@ -112,8 +113,9 @@ impl Application {
             }
             None => RateLimiter::in_memory(config.limits, metrics.clone()),
         };
-        let usage = UsageLog::start(store.clone());
-        let upstream = Upstream::new(upstreams, keys.clone(), metrics.clone(), usage.clone());
+        let budgets = Budgets::new(store.clone(), metrics.clone());
+        let usage = UsageLog::start(store.clone(), budgets.clone());
+        let upstream = Upstream::new(upstreams, keys.clone(), budgets, metrics.clone(), usage.clone());
         // Each handler takes the services it uses (`web::Data<…>`), nothing else.
         let services = Services {
             store: web::Data::from(store),

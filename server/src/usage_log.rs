@@ -2,11 +2,13 @@
 //! event onto a list (no task is woken), and one writer task stores the list every
 //! `FLUSH_EVERY` in one transaction. `flush` stores everything pushed so far before it returns:
 //! the usage API calls it before it reads (a node answers with its own latest calls), and the
-//! server calls it on shutdown.
+//! server calls it on shutdown. A call a budget applies to is stored at once (`record_now`), and
+//! after each write the budgets see what was spent (`Budgets::after_stored`).
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use crate::budgets::Budgets;
 use crate::store::{DynStore, UsageEvent};
 
 /// The longest an event waits before it is written.
@@ -17,6 +19,7 @@ struct Inner {
     /// One writer at a time, so events are stored in the order they were pushed.
     writing: tokio::sync::Mutex<()>,
     store: DynStore,
+    budgets: Budgets,
 }
 
 /// The handle every request holds (cheap to clone).
@@ -27,8 +30,9 @@ pub struct UsageLog {
 
 impl UsageLog {
     /// Starts the writer task on the current runtime; it ends when the last handle is dropped.
-    pub fn start(store: DynStore) -> Self {
-        let inner = Arc::new(Inner { pending: Mutex::new(Vec::new()), writing: tokio::sync::Mutex::new(()), store });
+    pub fn start(store: DynStore, budgets: Budgets) -> Self {
+        let inner =
+            Arc::new(Inner { pending: Mutex::new(Vec::new()), writing: tokio::sync::Mutex::new(()), store, budgets });
         tokio::spawn(writer(Arc::downgrade(&inner)));
         Self { inner }
     }
@@ -36,6 +40,13 @@ impl UsageLog {
     /// Queues one event; never waits.
     pub fn record(&self, event: UsageEvent) {
         self.inner.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event);
+    }
+
+    /// Queues one event and has it stored now, in the background (a budget applies to it).
+    pub fn record_now(&self, event: UsageEvent) {
+        self.record(event);
+        let inner = self.inner.clone();
+        tokio::spawn(async move { flush(&inner).await });
     }
 
     /// Stores every event queued before this call (failures are logged).
@@ -52,6 +63,9 @@ async fn flush(inner: &Inner) {
     }
     if let Err(e) = inner.store.insert_usage_events(&events).await {
         tracing::warn!(error = ?e, "could not record some usage events");
+    }
+    if events.iter().any(|e| e.cost_nanos.is_some()) {
+        inner.budgets.after_stored(&events).await;
     }
 }
 

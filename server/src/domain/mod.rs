@@ -1,7 +1,9 @@
-//! Values parsed once at the edge: an end-user label, and (in `limits`) rates and limits. A
-//! value of these types is valid by construction, so nothing past the route layer checks it again.
+//! Values parsed once at the edge: an end-user label, rates and limits (`limits`), dollar amounts
+//! and budget periods (`money`). A value of these types is valid by construction, so nothing past
+//! the route layer checks it again.
 
 pub mod limits;
+pub mod money;
 
 use std::fmt;
 

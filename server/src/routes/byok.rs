@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::auth::session::{BrowserSession, SessionService};
 use crate::auth::tokens::reveal;
 use crate::browser::BrowserAccess;
+use crate::domain::money::dollars_param;
 use crate::error::{ApiError, ErrorBody};
 use crate::keys::{parse_provider, KeyService};
 use crate::providers::ProviderId;
@@ -124,6 +125,11 @@ pub struct StoreBody {
     /// `openai-compatible` only: the server's base URL.
     #[serde(rename = "baseUrl", alias = "base_url")]
     base_url: Option<String>,
+    /// The end user's own cap on what the app may spend on this key per calendar month (UTC),
+    /// in US dollars; omitted, none.
+    #[serde(rename = "monthlyCapUsd")]
+    #[schema(minimum = 0, example = 5.0)]
+    monthly_cap_usd: Option<f64>,
 }
 
 /// Store a key (byok-relay flow)
@@ -157,7 +163,9 @@ pub async fn store_key(
 ) -> Result<HttpResponse, ApiError> {
     let provider = parse_provider(&path)?;
     allowed(&**store, &session, Some(provider)).await?;
-    let done = keys.store_for_end_user(&session.end_user, provider, &body.key, "key", body.base_url.as_deref()).await?;
+    let cap = body.monthly_cap_usd.map(|d| dollars_param(d, "monthlyCapUsd")).transpose()?;
+    let done =
+        keys.store_for_end_user(&session.end_user, provider, &body.key, "key", body.base_url.as_deref(), cap).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(json!({ "provider": done.provider, "fingerprint": done.fingerprint })))

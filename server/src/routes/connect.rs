@@ -8,6 +8,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::browser::BrowserAccess;
+use crate::domain::money::dollars_param;
 use crate::error::{ApiError, ErrorBody};
 use crate::keys::KeyService;
 use crate::providers::ProviderId;
@@ -89,6 +90,10 @@ pub struct ConnectBody {
     /// `openai-compatible` only: the server's base URL (https, public unless the operator
     /// allow-listed it).
     base_url: Option<String>,
+    /// The end user's own cap on what the app may spend on this key per calendar month (UTC),
+    /// in US dollars; omitted, none. Only connecting the key again changes it.
+    #[schema(minimum = 0, example = 5.0)]
+    monthly_cap_usd: Option<f64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -135,7 +140,9 @@ pub async fn connect(
         let info = keys.registration_token(&body.registration_token).await?;
         browser.check_origin(info.tenant_id, &req).await?;
     }
-    let done = keys.connect(&body.registration_token, &body.provider, &body.api_key, body.base_url.as_deref()).await?;
+    let cap = body.monthly_cap_usd.map(|d| dollars_param(d, "monthlyCapUsd")).transpose()?;
+    let done =
+        keys.connect(&body.registration_token, &body.provider, &body.api_key, body.base_url.as_deref(), cap).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(Connected { provider: done.provider, fingerprint: done.fingerprint }))

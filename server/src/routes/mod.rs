@@ -2,6 +2,7 @@
 //! and shape the answer; the logic lives in the services.
 
 // Visible to the crate for `openapi::ApiDoc`, which lists every handler.
+pub(crate) mod budgets;
 pub(crate) mod byok;
 pub(crate) mod connect;
 pub(crate) mod health;
@@ -43,6 +44,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/widget/{asset}").route(web::get().to(widget::asset)))
         .service(resource("/connect").route(web::get().to(widget::connect_page)))
         .service(resource("/v1/users/{label}").route(web::get().to(users::get)).route(web::delete().to(users::delete)))
+        .service(
+            resource("/v1/budgets/{scope}")
+                .route(web::put().to(budgets::put_tenant))
+                .route(web::get().to(budgets::get_tenant))
+                .route(web::delete().to(budgets::delete_tenant)),
+        )
+        .service(
+            resource("/v1/users/{label}/budget")
+                .route(web::put().to(budgets::put_user))
+                .route(web::get().to(budgets::get_user))
+                .route(web::delete().to(budgets::delete_user)),
+        )
         .service(resource("/v1/users/{label}/keys/{provider}").route(web::delete().to(users::delete_key)))
         .service(resource("/v1/session-tokens").route(web::post().to(session_tokens::create)))
         .service(resource("/v1/users/{label}/sessions/revoke").route(web::post().to(session_tokens::revoke)))

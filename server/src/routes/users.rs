@@ -10,7 +10,8 @@ use crate::auth::TenantAuth;
 use crate::domain::EndUserLabel;
 use crate::error::{ApiError, ErrorBody};
 use crate::providers::{accepted_providers, ProviderId};
-use crate::store::{EndUser, Store};
+use crate::domain::money::Period;
+use crate::store::{EndUser, SpendKey, SpendSubject, Store};
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -23,11 +24,18 @@ struct ProviderView {
     created_at: DateTime<Utc>,
     #[schema(required = true)]
     last_used_at: Option<DateTime<Utc>>,
+    /// The end user's own cap on what your app may spend on this key per calendar month (UTC),
+    /// in US dollars; null when they set none. Only they can change it, by connecting the key
+    /// again.
+    #[schema(required = true)]
+    monthly_cap_usd: Option<f64>,
+    /// Spent on this key in the current calendar month (UTC), in US dollars.
+    spent_this_month_usd: f64,
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[schema(as = EndUser, example = json!({"endUserLabel": "user_123", "providers": [{"provider": "openai", "fingerprint": "sk-proj-…WXYZ", "createdAt": "2026-01-01T12:00:00Z", "lastUsedAt": null}], "paid": true}))]
+#[schema(as = EndUser, example = json!({"endUserLabel": "user_123", "providers": [{"provider": "openai", "fingerprint": "sk-proj-…WXYZ", "createdAt": "2026-01-01T12:00:00Z", "lastUsedAt": null, "monthlyCapUsd": 5.0, "spentThisMonthUsd": 1.25}], "paid": true}))]
 struct UserView {
     end_user_label: String,
     /// The providers this user connected a key for.
@@ -55,7 +63,7 @@ pub struct DeletedUser<'a> {
     deleted: bool,
 }
 
-fn label(raw: &str) -> Result<EndUserLabel, ApiError> {
+pub(crate) fn label(raw: &str) -> Result<EndUserLabel, ApiError> {
     EndUserLabel::parse(raw).map_err(|e| e.into_api("label"))
 }
 
@@ -63,7 +71,7 @@ fn user_not_found() -> ApiError {
     ApiError::not_found("enduser_not_found", "No end user with this label exists for your app.")
 }
 
-async fn find_user(store: &dyn Store, auth: TenantAuth, raw: &str) -> Result<EndUser, ApiError> {
+pub(crate) async fn find_user(store: &dyn Store, auth: TenantAuth, raw: &str) -> Result<EndUser, ApiError> {
     let label = label(raw)?;
     store.get_end_user(auth.tenant_id, label.as_str()).await?.ok_or_else(user_not_found)
 }
@@ -91,15 +99,27 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = find_user(&**store, auth, &path).await?;
-    let providers = store
-        .list_provider_keys(user.id)
-        .await?
+    let keys = store.list_provider_keys(user.id).await?;
+    let month = Period::Month.start(Utc::now());
+    let counters: Vec<SpendKey> = keys
+        .iter()
+        .map(|k| SpendKey {
+            subject: SpendSubject::Key { end_user_id: user.id, provider: k.provider.clone() },
+            period: Period::Month,
+            start: month,
+        })
+        .collect();
+    let spent = store.spend(auth.tenant_id, &counters).await?;
+    let providers = keys
         .into_iter()
-        .map(|k| ProviderView {
+        .zip(spent)
+        .map(|(k, spent)| ProviderView {
             provider: k.provider,
             fingerprint: k.fingerprint,
             created_at: k.created_at,
             last_used_at: k.last_used_at,
+            monthly_cap_usd: k.monthly_cap.map(|c| c.dollars()),
+            spent_this_month_usd: spent.dollars(),
         })
         .collect();
     Ok(HttpResponse::Ok().json(UserView { end_user_label: user.label, providers, paid: user.paid }))

@@ -87,6 +87,8 @@ pub struct CachedStore {
     /// Where a provider key row is cached, by its id (for writes that name only the id).
     provider_key_slots: TtlMap<Uuid, (Uuid, String)>,
     settings: TtlMap<Uuid, TenantSettings>,
+    /// The budgets that can apply to an end user's calls, by (tenant, end user).
+    budgets: TtlMap<(Uuid, Option<Uuid>), Vec<Budget>>,
 }
 
 impl CachedStore {
@@ -98,6 +100,7 @@ impl CachedStore {
             provider_keys: TtlMap::new(ttl),
             provider_key_slots: TtlMap::new(ttl),
             settings: TtlMap::new(ttl),
+            budgets: TtlMap::new(ttl),
         }
     }
 }
@@ -298,6 +301,34 @@ impl Store for CachedStore {
         limit: u32,
     ) -> Result<Vec<UsageEvent>> {
         self.inner.usage_events_between(tenant_id, end_user_id, from, to, limit).await
+    }
+
+    // Budgets are read on every call that can be charged, so they are cached like settings; a
+    // change drops this node's entries for the tenant. Spend is never cached: it must hold
+    // across nodes.
+    async fn put_budget(&self, budget: &Budget) -> Result<Budget> {
+        let done = self.inner.put_budget(budget).await;
+        self.budgets.remove_where(|(tenant, _), _| *tenant == budget.tenant_id);
+        done
+    }
+    async fn budgets_for(&self, tenant_id: Uuid, end_user_id: Option<Uuid>) -> Result<Vec<Budget>> {
+        if let Some(hit) = self.budgets.get(&(tenant_id, end_user_id)) {
+            return Ok(hit);
+        }
+        let found = self.inner.budgets_for(tenant_id, end_user_id).await?;
+        self.budgets.insert((tenant_id, end_user_id), found.clone());
+        Ok(found)
+    }
+    async fn delete_budget(&self, tenant_id: Uuid, scope: BudgetScope) -> Result<bool> {
+        let done = self.inner.delete_budget(tenant_id, scope).await;
+        self.budgets.remove_where(|(tenant, _), _| *tenant == tenant_id);
+        done
+    }
+    async fn spend(&self, tenant_id: Uuid, keys: &[SpendKey]) -> Result<Vec<Usd>> {
+        self.inner.spend(tenant_id, keys).await
+    }
+    async fn mark_spend_alert(&self, tenant_id: Uuid, key: &SpendKey, alert: SpendAlert) -> Result<bool> {
+        self.inner.mark_spend_alert(tenant_id, key, alert).await
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<()> {

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::limits::Limit;
+use crate::domain::money::{Period, Usd};
 use crate::error::ApiError;
 use crate::vault::{KekVersion, SealedKey};
 
@@ -222,6 +223,8 @@ pub struct StoredProviderKey {
     pub last_used_at: Option<DateTime<Utc>>,
     /// `openai-compatible` only: the normalised base URL the key was stored for.
     pub base_url: Option<String>,
+    /// The end user's own cap on what the app may spend on this key per calendar month.
+    pub monthly_cap: Option<Usd>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +233,7 @@ pub struct ProviderKeySummary {
     pub fingerprint: String,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+    pub monthly_cap: Option<Usd>,
 }
 
 /// Why a registration token could not be redeemed.
@@ -266,6 +270,131 @@ pub struct UsageEvent {
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
     pub created_at: DateTime<Utc>,
+    /// What the call cost in nano-USD, when its model has a price and usage was reported.
+    pub cost_nanos: Option<i64>,
+}
+
+// ---- Budgets and spend ----
+
+/// Whom a budget limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BudgetScope {
+    /// Every call of the tenant together.
+    Tenant,
+    /// Each end user that has no budget of their own.
+    EndUserDefault,
+    /// One end user.
+    EndUser(Uuid),
+}
+
+impl BudgetScope {
+    /// The stored `subject`.
+    pub fn subject(self) -> String {
+        match self {
+            BudgetScope::Tenant => "tenant".to_owned(),
+            BudgetScope::EndUserDefault => "end_user_default".to_owned(),
+            BudgetScope::EndUser(id) => format!("end_user:{id}"),
+        }
+    }
+
+    fn end_user_id(self) -> Option<Uuid> {
+        match self {
+            BudgetScope::EndUser(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    fn parse(subject: &str) -> Result<Self> {
+        match subject {
+            "tenant" => Ok(BudgetScope::Tenant),
+            "end_user_default" => Ok(BudgetScope::EndUserDefault),
+            other => other
+                .strip_prefix("end_user:")
+                .and_then(|id| id.parse().ok())
+                .map(BudgetScope::EndUser)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown budget subject {other:?}"))),
+        }
+    }
+}
+
+/// A spending limit over a calendar period (UTC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    pub tenant_id: Uuid,
+    pub scope: BudgetScope,
+    pub limit: Usd,
+    pub period: Period,
+    /// The share of the limit at which `budget.threshold` fires, in basis points (8000 = 80 %).
+    pub alert_at_bps: u16,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What spend is counted against: the tenant, one end user, or one end user's key for a
+/// provider (the end user's own cap).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SpendSubject {
+    Tenant,
+    EndUser(Uuid),
+    Key { end_user_id: Uuid, provider: String },
+}
+
+impl SpendSubject {
+    pub fn stored(&self) -> String {
+        match self {
+            SpendSubject::Tenant => "tenant".to_owned(),
+            SpendSubject::EndUser(id) => format!("end_user:{id}"),
+            SpendSubject::Key { end_user_id, provider } => format!("key:{end_user_id}:{provider}"),
+        }
+    }
+
+    fn end_user_id(&self) -> Option<Uuid> {
+        match self {
+            SpendSubject::Tenant => None,
+            SpendSubject::EndUser(id) | SpendSubject::Key { end_user_id: id, .. } => Some(*id),
+        }
+    }
+}
+
+/// One counter: a subject's spend in the period that began at `start`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpendKey {
+    pub subject: SpendSubject,
+    pub period: Period,
+    pub start: DateTime<Utc>,
+}
+
+/// The alerts that fire once per counter and period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpendAlert {
+    Threshold,
+    Exceeded,
+}
+
+/// What a batch of usage events adds to which counters: each priced event counts for its
+/// tenant and end user (day and month) and for the end user's key (month), summed per counter,
+/// in a stable order so that concurrent writers take row locks alike.
+pub fn spend_charges(events: &[UsageEvent]) -> Vec<(Uuid, SpendKey, Usd)> {
+    let mut sums = std::collections::BTreeMap::<(Uuid, SpendKey), i64>::new();
+    for e in events {
+        let Some(cost) = e.cost_nanos.filter(|c| *c > 0) else { continue };
+        let mut keys = Vec::with_capacity(5);
+        for period in [Period::Day, Period::Month] {
+            keys.push(SpendKey { subject: SpendSubject::Tenant, period, start: period.start(e.created_at) });
+        }
+        if let Some(user) = e.end_user_id {
+            for period in [Period::Day, Period::Month] {
+                keys.push(SpendKey { subject: SpendSubject::EndUser(user), period, start: period.start(e.created_at) });
+            }
+            let subject = SpendSubject::Key { end_user_id: user, provider: e.provider.clone() };
+            keys.push(SpendKey { subject, period: Period::Month, start: Period::Month.start(e.created_at) });
+        }
+        for key in keys {
+            let sum = sums.entry((e.tenant_id, key)).or_default();
+            *sum = sum.saturating_add(cost);
+        }
+    }
+    sums.into_iter().map(|((tenant, key), nanos)| (tenant, key, Usd::from_nanos(nanos))).collect()
 }
 
 #[async_trait]
@@ -339,8 +468,9 @@ pub trait Store: Send + Sync + 'static {
     /// Compare-and-set, like `rewrap_provider_key`.
     async fn rewrap_session_signing_key(&self, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool>;
 
+    /// One event, and its cost added to the spend counters (`spend_charges`), in one transaction.
     async fn insert_usage_event(&self, event: &UsageEvent) -> Result<()>;
-    /// Several events in one transaction, all or none.
+    /// Several events and their cost in one transaction, all or none.
     async fn insert_usage_batch(&self, events: &[UsageEvent]) -> Result<()>;
     /// Several events in one transaction. If the batch fails (an end user erased meanwhile),
     /// each event is tried on its own so only the ones that cannot be stored are lost; the
@@ -375,6 +505,20 @@ pub trait Store: Send + Sync + 'static {
         let to = DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::UNIX_EPOCH); // 9999-12-31
         self.usage_events_between(tenant_id, None, from, to, limit).await
     }
+
+    // ---- Budgets and spend ----
+    /// Creates or replaces the budget for its scope (keeping `created_at` of one it replaces)
+    /// and returns it as stored.
+    async fn put_budget(&self, budget: &Budget) -> Result<Budget>;
+    /// The budgets that can apply to a call of `end_user_id`: the tenant's, the end-user default
+    /// and that user's own (any of them may be absent).
+    async fn budgets_for(&self, tenant_id: Uuid, end_user_id: Option<Uuid>) -> Result<Vec<Budget>>;
+    async fn delete_budget(&self, tenant_id: Uuid, scope: BudgetScope) -> Result<bool>;
+    /// What each counter holds (zero for one never charged), in the order asked.
+    async fn spend(&self, tenant_id: Uuid, keys: &[SpendKey]) -> Result<Vec<Usd>>;
+    /// Records that `alert` fired for this counter; true only for the call that recorded it
+    /// first (so an alert fires once per period across nodes).
+    async fn mark_spend_alert(&self, tenant_id: Uuid, key: &SpendKey, alert: SpendAlert) -> Result<bool>;
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
     async fn list_audit(&self, tenant_id: Option<Uuid>, limit: u32) -> Result<Vec<AuditEvent>>;

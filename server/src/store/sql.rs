@@ -35,7 +35,12 @@ macro_rules! end_user_columns {
 macro_rules! provider_key_columns {
     () => {
         "id, tenant_id, end_user_id, provider, fingerprint, kek_version, wrapped_dek, ciphertext, created_at, \
-         last_used_at, base_url"
+         last_used_at, base_url, monthly_cap_nanos"
+    };
+}
+macro_rules! budget_columns {
+    () => {
+        "tenant_id, subject, limit_nanos, period, alert_at_bps, created_at, updated_at"
     };
 }
 macro_rules! signing_key_columns {
@@ -122,6 +127,21 @@ fn provider_key(row: &impl Fields) -> Result<StoredProviderKey> {
         created_at: row.time("created_at")?,
         last_used_at: row.opt_time("last_used_at")?,
         base_url: row.opt_text("base_url")?,
+        monthly_cap: row.opt_i64("monthly_cap_nanos")?.map(Usd::from_nanos),
+    })
+}
+
+fn budget(row: &impl Fields) -> Result<Budget> {
+    let period = row.text("period")?;
+    let bps = row.i32("alert_at_bps")?;
+    Ok(Budget {
+        tenant_id: row.uuid("tenant_id")?,
+        scope: BudgetScope::parse(&row.text("subject")?)?,
+        limit: Usd::from_nanos(row.i64("limit_nanos")?),
+        period: Period::parse(&period).ok_or_else(|| StoreError::Corrupt(format!("unknown budget period {period:?}")))?,
+        alert_at_bps: u16::try_from(bps).map_err(|_| StoreError::Corrupt(format!("bad alert_at_bps {bps}")))?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
     })
 }
 
@@ -165,6 +185,7 @@ fn key_summary(row: &impl Fields) -> Result<ProviderKeySummary> {
         fingerprint: row.text("fingerprint")?,
         created_at: row.time("created_at")?,
         last_used_at: row.opt_time("last_used_at")?,
+        monthly_cap: row.opt_i64("monthly_cap_nanos")?.map(Usd::from_nanos),
     })
 }
 
@@ -185,6 +206,7 @@ fn usage_event(row: &impl Fields) -> Result<UsageEvent> {
         latency_ms: to_u64(row.i64("latency_ms")?),
         ttft_ms: row.opt_i64("ttft_ms")?.map(to_u64),
         created_at: row.time("created_at")?,
+        cost_nanos: None,
     })
 }
 
@@ -210,6 +232,8 @@ where
     for<'q> Option<&'q str>: Encode<'q, DB>,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> Option<DB::Time>: Encode<'q, DB>,
+    for<'q> Option<i64>: Encode<'q, DB>,
+    for<'q> i64: Type<DB>,
 {
     /// Compare-and-set of a re-wrapped data key (`rewrap_statement!`): applies only if the row
     /// still holds `old`.
@@ -232,10 +256,11 @@ where
         const UPSERT: &str = concat!(
             "INSERT INTO provider_keys (",
             provider_key_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (end_user_id, provider) DO UPDATE SET id = EXCLUDED.id, fingerprint = EXCLUDED.fingerprint, \
              kek_version = EXCLUDED.kek_version, wrapped_dek = EXCLUDED.wrapped_dek, ciphertext = EXCLUDED.ciphertext, \
-             created_at = EXCLUDED.created_at, last_used_at = NULL, base_url = EXCLUDED.base_url"
+             created_at = EXCLUDED.created_at, last_used_at = NULL, base_url = EXCLUDED.base_url, \
+             monthly_cap_nanos = EXCLUDED.monthly_cap_nanos"
         );
         sqlx::query(UPSERT)
             .bind(DB::id(key.id))
@@ -249,6 +274,7 @@ where
             .bind(DB::time(key.created_at))
             .bind(key.last_used_at.map(DB::time))
             .bind(key.base_url.as_deref())
+            .bind(key.monthly_cap.map(Usd::nanos))
             .execute(executor)
             .await?;
         Ok(())
@@ -573,7 +599,8 @@ where
 
     async fn list_provider_keys(&self, end_user_id: Uuid) -> Result<Vec<ProviderKeySummary>> {
         sqlx::query(
-            "SELECT provider, fingerprint, created_at, last_used_at FROM provider_keys WHERE end_user_id = $1 \
+            "SELECT provider, fingerprint, created_at, last_used_at, monthly_cap_nanos FROM provider_keys \
+             WHERE end_user_id = $1 \
              ORDER BY provider",
         )
         .bind(DB::id(end_user_id))
@@ -701,6 +728,22 @@ where
             });
             DB::execute_built(&mut *tx, insert).await?;
         }
+        for (tenant_id, key, amount) in spend_charges(events) {
+            let subject = key.subject.stored();
+            sqlx::query(
+                "INSERT INTO spend (tenant_id, subject, period, period_start, end_user_id, spent_nanos) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, subject, period, period_start) \
+                 DO UPDATE SET spent_nanos = spend.spent_nanos + EXCLUDED.spent_nanos",
+            )
+            .bind(DB::id(tenant_id))
+            .bind(subject.as_str())
+            .bind(key.period.as_str())
+            .bind(DB::time(key.start))
+            .bind(key.subject.end_user_id().map(DB::id))
+            .bind(amount.nanos())
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -730,6 +773,109 @@ where
         .iter()
         .map(usage_event)
         .collect()
+    }
+
+    async fn put_budget(&self, b: &Budget) -> Result<Budget> {
+        let subject = b.scope.subject();
+        sqlx::query(concat!(
+            "INSERT INTO budgets (",
+            budget_columns!(),
+            ", end_user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id, subject) DO UPDATE SET \
+             limit_nanos = EXCLUDED.limit_nanos, period = EXCLUDED.period, alert_at_bps = EXCLUDED.alert_at_bps, \
+             updated_at = EXCLUDED.updated_at RETURNING ",
+            budget_columns!()
+        ))
+        .bind(DB::id(b.tenant_id))
+        .bind(subject.as_str())
+        .bind(b.limit.nanos())
+        .bind(b.period.as_str())
+        .bind(i32::from(b.alert_at_bps))
+        .bind(DB::time(b.created_at))
+        .bind(DB::time(b.updated_at))
+        .bind(b.scope.end_user_id().map(DB::id))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::from)
+        .and_then(|row| budget(&row))
+    }
+
+    async fn budgets_for(&self, tenant_id: Uuid, end_user_id: Option<Uuid>) -> Result<Vec<Budget>> {
+        let own = end_user_id.map(|id| BudgetScope::EndUser(id).subject());
+        sqlx::query(concat!(
+            "SELECT ",
+            budget_columns!(),
+            " FROM budgets WHERE tenant_id = $1 AND (subject IN ('tenant', 'end_user_default') OR subject = $2)"
+        ))
+        .bind(DB::id(tenant_id))
+        .bind(own.as_deref())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(budget)
+        .collect()
+    }
+
+    async fn delete_budget(&self, tenant_id: Uuid, scope: BudgetScope) -> Result<bool> {
+        let subject = scope.subject();
+        let done = sqlx::query("DELETE FROM budgets WHERE tenant_id = $1 AND subject = $2")
+            .bind(DB::id(tenant_id))
+            .bind(subject.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn spend(&self, tenant_id: Uuid, keys: &[SpendKey]) -> Result<Vec<Usd>> {
+        // Five counters a statement (what one call checks at most); a shorter list repeats its
+        // last key.
+        const SELECT: &str = "SELECT subject, period, period_start, spent_nanos FROM spend WHERE tenant_id = $1 AND ( \
+            (subject = $2 AND period = $3 AND period_start = $4) OR (subject = $5 AND period = $6 AND period_start = $7) \
+            OR (subject = $8 AND period = $9 AND period_start = $10) \
+            OR (subject = $11 AND period = $12 AND period_start = $13) \
+            OR (subject = $14 AND period = $15 AND period_start = $16))";
+        let mut found = std::collections::HashMap::new();
+        let subjects: Vec<String> = keys.iter().map(|k| k.subject.stored()).collect();
+        for (chunk, names) in keys.chunks(5).zip(subjects.chunks(5)) {
+            let mut query = sqlx::query(SELECT).bind(DB::id(tenant_id));
+            for i in 0..5 {
+                let last = i.min(chunk.len() - 1);
+                let key = &chunk[last];
+                query = query.bind(names[last].as_str()).bind(key.period.as_str()).bind(DB::time(key.start));
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let at = (row.text("subject")?, row.text("period")?, row.time("period_start")?);
+                found.insert(at, row.i64("spent_nanos")?);
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|k| {
+                let at = (k.subject.stored(), k.period.as_str().to_owned(), k.start);
+                Usd::from_nanos(found.get(&at).copied().unwrap_or(0))
+            })
+            .collect())
+    }
+
+    async fn mark_spend_alert(&self, tenant_id: Uuid, key: &SpendKey, alert: SpendAlert) -> Result<bool> {
+        let statement = match alert {
+            SpendAlert::Threshold => {
+                "UPDATE spend SET threshold_sent = TRUE WHERE tenant_id = $1 AND subject = $2 AND period = $3 \
+                 AND period_start = $4 AND threshold_sent = FALSE"
+            }
+            SpendAlert::Exceeded => {
+                "UPDATE spend SET exceeded_sent = TRUE WHERE tenant_id = $1 AND subject = $2 AND period = $3 \
+                 AND period_start = $4 AND exceeded_sent = FALSE"
+            }
+        };
+        let subject = key.subject.stored();
+        let done = sqlx::query(statement)
+            .bind(DB::id(tenant_id))
+            .bind(subject.as_str())
+            .bind(key.period.as_str())
+            .bind(DB::time(key.start))
+            .execute(&self.pool)
+            .await?;
+        Ok(DB::rows_affected(&done) == 1)
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {

@@ -26,6 +26,7 @@ pub use stream::{Next, Watched, TICK};
 pub use usage::UsageRecorder;
 
 use crate::auth::Caller;
+use crate::budgets::Budgets;
 use crate::error::ApiError;
 use crate::keys::KeyService;
 use crate::metrics::Metrics;
@@ -40,13 +41,14 @@ const ERROR_BODY_LIMIT: usize = 256 * 1024;
 pub struct Upstream {
     upstreams: Upstreams,
     keys: KeyService,
+    budgets: Budgets,
     metrics: Arc<Metrics>,
     usage: UsageLog,
 }
 
 impl Upstream {
-    pub fn new(upstreams: Upstreams, keys: KeyService, metrics: Arc<Metrics>, usage: UsageLog) -> Self {
-        Self { upstreams, keys, metrics, usage }
+    pub fn new(upstreams: Upstreams, keys: KeyService, budgets: Budgets, metrics: Arc<Metrics>, usage: UsageLog) -> Self {
+        Self { upstreams, keys, budgets, metrics, usage }
     }
 
     pub fn timeouts(&self) -> &UpstreamTimeouts {
@@ -67,7 +69,8 @@ impl Upstream {
     /// below the provider's API root) with `query`. The plaintext key lives on only in the
     /// call's headers (marked sensitive) and its masker, both dropped with the call. `usage`
     /// names the model (as the client named it) and the endpoint for the call's usage record,
-    /// written once the call was sent; `None` for calls that are not the client's own.
+    /// written once the call was sent; `None` for calls that are not the client's own. A call
+    /// with a usage record is refused (402) when a budget that applies to it is spent.
     pub async fn open(
         &self,
         caller: &Caller,
@@ -85,13 +88,18 @@ impl Upstream {
         let headers = provider
             .auth_headers(&key)
             .map_err(|e| ApiError::internal(anyhow::anyhow!("stored key cannot be sent in a header: {e}")))?;
+        let budgeted = match usage {
+            Some(_) => self.budgets.admit(caller.tenant_id, caller.end_user.id, provider.as_str(), row.monthly_cap).await?,
+            None => false,
+        };
         self.keys.touch(&row).await;
         let base = row.base_url.as_deref().map(|b| self.upstreams.check_stored(b)).transpose()?;
         let mask = Masker::new(key, row.fingerprint);
         let target = self.upstreams.target(provider, base.as_ref(), path, query)?;
         let log = usage.is_some().then(|| self.usage.clone());
         let (model, endpoint) = usage.unwrap_or_default();
-        let recorder = UsageRecorder::new(log, self.metrics.clone(), caller, provider, model, endpoint);
+        let mut recorder = UsageRecorder::new(log, self.metrics.clone(), caller, provider, model, endpoint);
+        recorder.budgeted(budgeted);
         Ok(Call {
             provider,
             target,

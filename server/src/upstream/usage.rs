@@ -22,6 +22,8 @@ pub struct UsageRecorder {
     event: UsageEvent,
     started: Instant,
     usage: Option<Usage>,
+    /// A budget applies to the call: its cost is stored at once, not with the next batch.
+    budgeted: bool,
 }
 
 impl UsageRecorder {
@@ -52,10 +54,18 @@ impl UsageRecorder {
                 latency_ms: 0,
                 ttft_ms: None,
                 created_at: Utc::now(),
+                cost_nanos: None,
             },
             started: caller.started,
             usage: None,
+            budgeted: false,
         }
+    }
+
+    /// A budget applies to this call (`budgets::Budgets::admit`): its record is written as soon as
+    /// the call is over, so the next call's check sees its cost.
+    pub fn budgeted(&mut self, budgeted: bool) {
+        self.budgeted = budgeted;
     }
 
     /// When the request arrived, for latency and Relay's overhead.
@@ -94,6 +104,10 @@ impl Drop for UsageRecorder {
             tokens.with_label_values(&[event.provider.as_str(), "prompt"]).inc_by(u.prompt_tokens);
             tokens.with_label_values(&[event.provider.as_str(), "completion"]).inc_by(u.completion_tokens);
         }
-        log.record(event);
+        if self.budgeted {
+            log.record_now(event);
+        } else {
+            log.record(event);
+        }
     }
 }
