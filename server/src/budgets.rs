@@ -28,9 +28,13 @@ pub const DEFAULT_ALERT_BPS: u16 = 8000;
 pub enum LimitKind {
     Tenant,
     /// The end user's budget; `default` when it is the tenant's default per end user.
-    EndUser { default: bool },
+    EndUser {
+        default: bool,
+    },
     /// The end user's own cap on their key for `provider`.
-    OwnCap { provider: String },
+    OwnCap {
+        provider: String,
+    },
 }
 
 impl LimitKind {
@@ -194,7 +198,9 @@ impl Budgets {
         let spent = self.store.spend(tenant_id, &counters).await?;
         let mut out = Vec::new();
         for (limit, spent) in limits.iter().zip(spent) {
-            for (alert, at) in [(SpendAlert::Threshold, limit.limit.share(limit.alert_at_bps)), (SpendAlert::Exceeded, limit.limit)] {
+            for (alert, at) in
+                [(SpendAlert::Threshold, limit.limit.share(limit.alert_at_bps)), (SpendAlert::Exceeded, limit.limit)]
+            {
                 if spent >= at && self.store.mark_spend_alert(tenant_id, &limit.counter, alert).await? {
                     let label = match limit.kind {
                         LimitKind::Tenant => None,
@@ -213,9 +219,9 @@ fn refusal(limit: &Applied, spent: Usd) -> ApiError {
     let resets = limit.resets_at().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let (amount, period) = (limit.limit, limit.period);
     let message = match &limit.kind {
-        LimitKind::Tenant => format!(
-            "Your app's {period}ly budget of {amount} is spent ({spent} so far); it resets at {resets}."
-        ),
+        LimitKind::Tenant => {
+            format!("Your app's {period}ly budget of {amount} is spent ({spent} so far); it resets at {resets}.")
+        }
         LimitKind::EndUser { default: true } => format!(
             "This end user has spent the default {period}ly budget per end user of {amount} ({spent} so far); it \
              resets at {resets}."

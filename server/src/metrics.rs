@@ -78,7 +78,10 @@ impl Metrics {
                 "Rate-limit checks Redis did not answer, decided by this node alone",
             )?,
             budget_refusals: IntCounterVec::new(
-                Opts::new("budget_refusals_total", "Calls refused with 402 budget_exceeded, by the limit that was spent"),
+                Opts::new(
+                    "budget_refusals_total",
+                    "Calls refused with 402 budget_exceeded, by the limit that was spent",
+                ),
                 &["budget"],
             )?,
             registry,

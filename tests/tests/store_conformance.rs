@@ -187,6 +187,7 @@ async fn sealed_row(
         created_at,
         last_used_at: None,
         base_url: None,
+        monthly_cap: None,
     };
     Ok((row, plaintext))
 }
@@ -222,6 +223,7 @@ fn summary(row: &StoredProviderKey) -> ProviderKeySummary {
         fingerprint: row.fingerprint.clone(),
         created_at: row.created_at,
         last_used_at: row.last_used_at,
+        monthly_cap: row.monthly_cap,
     }
 }
 
@@ -1008,6 +1010,7 @@ fn usage_event(tenant_id: Uuid, end_user_id: Option<Uuid>, at: DateTime<Utc>) ->
         latency_ms: 12,
         ttft_ms: None,
         created_at: at,
+        cost_nanos: None,
     }
 }
 

@@ -114,7 +114,8 @@ impl Period {
         match self {
             Period::Day => start + chrono::Duration::days(1),
             Period::Month => {
-                let (y, m) = if start.month() == 12 { (start.year() + 1, 1) } else { (start.year(), start.month() + 1) };
+                let (y, m) =
+                    if start.month() == 12 { (start.year() + 1, 1) } else { (start.year(), start.month() + 1) };
                 let first = NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(start.date_naive());
                 Utc.from_utc_datetime(&first.and_time(chrono::NaiveTime::MIN))
             }

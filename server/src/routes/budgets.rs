@@ -76,8 +76,11 @@ fn parse(body: BudgetBody) -> Result<(Usd, Period, u16), ApiError> {
         None => DEFAULT_ALERT_BPS,
         Some(a) if a.is_finite() && a > 0.0 && a <= 1.0 => (a * 10_000.0).round().max(1.0) as u16,
         Some(_) => {
-            return Err(ApiError::invalid_request("invalid_alert_at", "alertAt must be a number above 0 and at most 1.")
-                .param("alertAt"))
+            return Err(ApiError::invalid_request(
+                "invalid_alert_at",
+                "alertAt must be a number above 0 and at most 1.",
+            )
+            .param("alertAt"))
         }
     };
     Ok((limit, period, alert_at_bps))
@@ -122,16 +125,28 @@ fn no_budget(scope: BudgetScope) -> ApiError {
     ApiError::not_found("budget_not_found", what)
 }
 
-async fn put(store: &dyn Store, auth: TenantAuth, scope: BudgetScope, body: BudgetBody, label: Option<String>) -> Result<HttpResponse, ApiError> {
+async fn put(
+    store: &dyn Store,
+    auth: TenantAuth,
+    scope: BudgetScope,
+    body: BudgetBody,
+    label: Option<String>,
+) -> Result<HttpResponse, ApiError> {
     let (limit, period, alert_at_bps) = parse(body)?;
     let now = Utc::now();
-    let budget = Budget { tenant_id: auth.tenant_id, scope, limit, period, alert_at_bps, created_at: now, updated_at: now };
+    let budget =
+        Budget { tenant_id: auth.tenant_id, scope, limit, period, alert_at_bps, created_at: now, updated_at: now };
     let stored = store.put_budget(&budget).await?;
     audit(store, auth, "budget.put", scope).await;
     Ok(HttpResponse::Ok().json(view(store, stored, label).await?))
 }
 
-async fn get(store: &dyn Store, auth: TenantAuth, scope: BudgetScope, label: Option<String>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    store: &dyn Store,
+    auth: TenantAuth,
+    scope: BudgetScope,
+    label: Option<String>,
+) -> Result<HttpResponse, ApiError> {
     let end_user = match scope {
         BudgetScope::EndUser(id) => Some(id),
         _ => None,

@@ -7,10 +7,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::TenantAuth;
+use crate::domain::money::Period;
 use crate::domain::EndUserLabel;
 use crate::error::{ApiError, ErrorBody};
 use crate::providers::{accepted_providers, ProviderId};
-use crate::domain::money::Period;
 use crate::store::{EndUser, SpendKey, SpendSubject, Store};
 
 #[derive(Serialize, ToSchema)]

@@ -138,7 +138,8 @@ fn budget(row: &impl Fields) -> Result<Budget> {
         tenant_id: row.uuid("tenant_id")?,
         scope: BudgetScope::parse(&row.text("subject")?)?,
         limit: Usd::from_nanos(row.i64("limit_nanos")?),
-        period: Period::parse(&period).ok_or_else(|| StoreError::Corrupt(format!("unknown budget period {period:?}")))?,
+        period: Period::parse(&period)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown budget period {period:?}")))?,
         alert_at_bps: u16::try_from(bps).map_err(|_| StoreError::Corrupt(format!("bad alert_at_bps {bps}")))?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,

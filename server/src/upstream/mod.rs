@@ -47,7 +47,13 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(upstreams: Upstreams, keys: KeyService, budgets: Budgets, metrics: Arc<Metrics>, usage: UsageLog) -> Self {
+    pub fn new(
+        upstreams: Upstreams,
+        keys: KeyService,
+        budgets: Budgets,
+        metrics: Arc<Metrics>,
+        usage: UsageLog,
+    ) -> Self {
         Self { upstreams, keys, budgets, metrics, usage }
     }
 
@@ -89,7 +95,9 @@ impl Upstream {
             .auth_headers(&key)
             .map_err(|e| ApiError::internal(anyhow::anyhow!("stored key cannot be sent in a header: {e}")))?;
         let budgeted = match usage {
-            Some(_) => self.budgets.admit(caller.tenant_id, caller.end_user.id, provider.as_str(), row.monthly_cap).await?,
+            Some(_) => {
+                self.budgets.admit(caller.tenant_id, caller.end_user.id, provider.as_str(), row.monthly_cap).await?
+            }
             None => false,
         };
         self.keys.touch(&row).await;

@@ -1,0 +1,222 @@
+//! Budgets and the end user's own cap: the store's budgets and spend counters on both backends,
+//! the budget routes, and calls refused with 402 once a limit is spent.
+
+use chrono::{DateTime, Utc};
+use relay::domain::money::{Period, Usd};
+use relay::store::{Budget, BudgetScope, DatabaseUrl, DynStore, SpendAlert, SpendKey, SpendSubject, UsageEvent};
+use relay_tests::app::assert_error;
+use relay_tests::{spawn_app, Backend, TestApp, TestDb};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+async fn store(backend: Backend) -> (DynStore, TestDb) {
+    let db = TestDb::new(backend).await;
+    let url = DatabaseUrl::parse(&db.url).expect("url");
+    let store = relay::store::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    (store, db)
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().expect("time")
+}
+
+fn usd(dollars: f64) -> Usd {
+    Usd::from_dollars(dollars).expect("amount")
+}
+
+fn event(
+    tenant_id: Uuid,
+    end_user_id: Uuid,
+    provider: &str,
+    cost: Option<f64>,
+    created_at: DateTime<Utc>,
+) -> UsageEvent {
+    UsageEvent {
+        id: Uuid::new_v4(),
+        tenant_id,
+        end_user_id: Some(end_user_id),
+        api_key_id: None,
+        provider: provider.into(),
+        model: "gpt-4o-mini".into(),
+        endpoint: "/v1/chat/completions".into(),
+        status: 200,
+        paid: true,
+        prompt_tokens: Some(10),
+        completion_tokens: Some(5),
+        latency_ms: 3,
+        ttft_ms: None,
+        created_at,
+        cost_nanos: cost.map(|c| usd(c).nanos()),
+    }
+}
+
+fn counter(subject: SpendSubject, period: Period, when: DateTime<Utc>) -> SpendKey {
+    SpendKey { subject, period, start: period.start(when) }
+}
+
+async fn budgets_and_spend(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let (tenant, _) = relay::tenants::create_tenant(&store, "Budgets", "t").await.expect("tenant");
+    let (other, _) = relay::tenants::create_tenant(&store, "Other", "o").await.expect("tenant");
+    let now = at("2026-12-03T10:00:00Z");
+    let ann = store.upsert_end_user(tenant.id, "ann", now).await.expect("user");
+    let bob = store.upsert_end_user(tenant.id, "bob", now).await.expect("user");
+
+    // Budgets: create, replace (created_at kept), read what applies to one user, delete.
+    let budget = |scope, dollars, period| Budget {
+        tenant_id: tenant.id,
+        scope,
+        limit: usd(dollars),
+        period,
+        alert_at_bps: 8000,
+        created_at: now,
+        updated_at: now,
+    };
+    store.put_budget(&budget(BudgetScope::Tenant, 100.0, Period::Month)).await.expect("put");
+    store.put_budget(&budget(BudgetScope::EndUserDefault, 1.0, Period::Day)).await.expect("put");
+    store.put_budget(&budget(BudgetScope::EndUser(bob.id), 3.0, Period::Month)).await.expect("put");
+    let later = at("2026-12-03T11:00:00Z");
+    let replaced = store
+        .put_budget(&Budget { updated_at: later, created_at: later, ..budget(BudgetScope::Tenant, 50.0, Period::Day) })
+        .await
+        .expect("replace");
+    assert_eq!(
+        (replaced.limit, replaced.period, replaced.created_at, replaced.updated_at),
+        (usd(50.0), Period::Day, now, later)
+    );
+    let scopes = |list: Vec<Budget>| {
+        let mut s: Vec<String> = list.into_iter().map(|b| b.scope.subject()).collect();
+        s.sort();
+        s
+    };
+    assert_eq!(scopes(store.budgets_for(tenant.id, Some(ann.id)).await.expect("read")), ["end_user_default", "tenant"]);
+    assert_eq!(
+        scopes(store.budgets_for(tenant.id, Some(bob.id)).await.expect("read")),
+        [format!("end_user:{}", bob.id), "end_user_default".into(), "tenant".into()]
+    );
+    assert!(store.budgets_for(other.id, Some(ann.id)).await.expect("read").is_empty(), "budgets stay in their tenant");
+    assert!(store.delete_budget(tenant.id, BudgetScope::EndUserDefault).await.expect("delete"));
+    assert!(!store.delete_budget(tenant.id, BudgetScope::EndUserDefault).await.expect("delete again"));
+
+    // Spend: every priced event counts for its tenant and user (day, month) and key (month);
+    // unpriced events count nothing; batches add up.
+    let yesterday = at("2026-12-02T23:59:59Z");
+    store
+        .insert_usage_events(&[
+            event(tenant.id, ann.id, "openai", Some(0.25), now),
+            event(tenant.id, ann.id, "anthropic", Some(0.5), now),
+            event(tenant.id, ann.id, "openai", None, now),
+            event(tenant.id, bob.id, "openai", Some(1.0), yesterday),
+        ])
+        .await
+        .expect("insert");
+    store.insert_usage_events(&[event(tenant.id, ann.id, "openai", Some(0.125), now)]).await.expect("insert");
+    let keys = [
+        counter(SpendSubject::Tenant, Period::Day, now),
+        counter(SpendSubject::Tenant, Period::Month, now),
+        counter(SpendSubject::EndUser(ann.id), Period::Day, now),
+        counter(SpendSubject::EndUser(ann.id), Period::Month, now),
+        counter(SpendSubject::Key { end_user_id: ann.id, provider: "openai".into() }, Period::Month, now),
+        counter(SpendSubject::Key { end_user_id: ann.id, provider: "anthropic".into() }, Period::Month, now),
+        counter(SpendSubject::EndUser(bob.id), Period::Day, now),
+        counter(SpendSubject::EndUser(bob.id), Period::Day, yesterday),
+    ];
+    let spent = store.spend(tenant.id, &keys).await.expect("spend");
+    let want = [0.875, 1.875, 0.875, 0.875, 0.375, 0.5, 0.0, 1.0].map(usd);
+    assert_eq!(spent, want);
+    assert_eq!(store.spend(other.id, &keys[..2]).await.expect("spend"), [Usd::ZERO, Usd::ZERO]);
+
+    // Alerts fire once per counter and period.
+    let ann_day = &keys[2];
+    assert!(store.mark_spend_alert(tenant.id, ann_day, SpendAlert::Threshold).await.expect("mark"));
+    assert!(!store.mark_spend_alert(tenant.id, ann_day, SpendAlert::Threshold).await.expect("mark again"));
+    assert!(store.mark_spend_alert(tenant.id, ann_day, SpendAlert::Exceeded).await.expect("mark"));
+
+    // Erasing an end user takes their budget and counters with them.
+    store.delete_end_user(tenant.id, "bob").await.expect("erase");
+    assert_eq!(scopes(store.budgets_for(tenant.id, Some(bob.id)).await.expect("read")), ["tenant"]);
+    assert_eq!(store.spend(tenant.id, &keys[7..]).await.expect("spend"), [Usd::ZERO]);
+    assert_eq!(store.spend(tenant.id, &keys[1..2]).await.expect("spend"), [usd(1.875)], "the tenant's spend stays");
+}
+
+#[tokio::test]
+async fn postgres_budgets_and_spend() {
+    budgets_and_spend(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn sqlite_budgets_and_spend() {
+    budgets_and_spend(Backend::Sqlite).await;
+}
+
+async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Option<Value>) -> reqwest::Response {
+    let mut req = app.client.request(method, app.url(path)).bearer_auth(&app.api_key);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req.send().await.expect("request")
+}
+
+#[tokio::test]
+async fn budgets_are_set_read_and_deleted_through_the_api() {
+    use reqwest::Method;
+    let app = spawn_app(Backend::Sqlite).await;
+
+    let res = send(&app, Method::PUT, "/v1/budgets/tenant", Some(json!({"limitUsd": 25, "period": "month"}))).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["scope"], "tenant");
+    assert_eq!(body["limitUsd"], 25.0);
+    assert_eq!(body["alertAt"], 0.8);
+    assert_eq!(body["spentUsd"], 0.0);
+    let resets: DateTime<Utc> = body["resetsAt"].as_str().expect("resetsAt").parse().expect("time");
+    assert_eq!(resets, Period::Month.next_start(Utc::now()));
+
+    let res = send(
+        &app,
+        Method::PUT,
+        "/v1/budgets/end-user-default",
+        Some(json!({"limitUsd": 0.5, "period": "day", "alertAt": 0.5})),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(
+        (body["scope"].as_str(), body["alertAt"].as_f64(), body.get("spentUsd")),
+        (Some("end_user_default"), Some(0.5), None)
+    );
+
+    // An end user's budget can be set before they exist.
+    let res =
+        send(&app, Method::PUT, "/v1/users/new%20user/budget", Some(json!({"limitUsd": 2, "period": "day"}))).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!((body["scope"].as_str(), body["endUserLabel"].as_str()), (Some("end_user"), Some("new user")));
+    let res = send(&app, Method::GET, "/v1/users/new%20user/budget", None).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.expect("json")["limitUsd"], 2.0);
+
+    for (body, code) in [
+        (json!({"limitUsd": -1, "period": "day"}), "invalid_amount"),
+        (json!({"limitUsd": 1, "period": "week"}), "invalid_period"),
+        (json!({"limitUsd": 1, "period": "day", "alertAt": 1.5}), "invalid_alert_at"),
+        (json!({"limitUsd": 1, "period": "day", "extra": true}), "invalid_request_body"),
+    ] {
+        let res = send(&app, Method::PUT, "/v1/budgets/tenant", Some(body)).await;
+        assert_error(res, 400, code).await;
+    }
+    assert_error(send(&app, Method::GET, "/v1/budgets/everyone", None).await, 404, "unknown_route").await;
+
+    let res = send(&app, Method::DELETE, "/v1/budgets/tenant", None).await;
+    assert_eq!(res.status(), 200);
+    assert_error(send(&app, Method::GET, "/v1/budgets/tenant", None).await, 404, "budget_not_found").await;
+    assert_error(send(&app, Method::DELETE, "/v1/budgets/tenant", None).await, 404, "budget_not_found").await;
+    assert_error(send(&app, Method::GET, "/v1/users/nobody/budget", None).await, 404, "enduser_not_found").await;
+
+    // Another tenant sees none of it.
+    let (_, other_key) = app.other_tenant().await;
+    let res =
+        app.client.get(app.url("/v1/budgets/end-user-default")).bearer_auth(other_key).send().await.expect("request");
+    assert_error(res, 404, "budget_not_found").await;
+}
