@@ -123,21 +123,24 @@ impl Budgets {
         Self { store, metrics }
     }
 
-    /// Admits a call of `end_user_id` on `provider` whose key carries `cap`, or refuses it with
-    /// 402 `budget_exceeded` naming the limit that is spent and when it resets. True when some
-    /// limit applies (the call's cost should then be stored at once, not batched).
-    pub async fn admit(
+    /// The limits that apply to a call of `end_user_id` on `provider` whose key carries `cap`
+    /// (budgets are read through the store's cache).
+    pub async fn limits_for(
         &self,
         tenant_id: Uuid,
         end_user_id: Uuid,
         provider: &str,
         cap: Option<Usd>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<Vec<Applied>, ApiError> {
         let budgets = self.store.budgets_for(tenant_id, Some(end_user_id)).await?;
-        let now = Utc::now();
-        let limits = applicable(&budgets, end_user_id, provider, cap, now);
+        Ok(applicable(&budgets, end_user_id, provider, cap, Utc::now()))
+    }
+
+    /// Admits a call that `limits` apply to, or refuses it with 402 `budget_exceeded` naming the
+    /// limit that is spent and when it resets. Spend is read from the store, never cached.
+    pub async fn admit(&self, tenant_id: Uuid, limits: &[Applied]) -> Result<(), ApiError> {
         if limits.is_empty() {
-            return Ok(false);
+            return Ok(());
         }
         let counters: Vec<SpendKey> = limits.iter().map(|l| l.counter.clone()).collect();
         let spent = self.store.spend(tenant_id, &counters).await?;
@@ -145,7 +148,7 @@ impl Budgets {
             self.metrics.budget_refusals.with_label_values(&[limit.kind.as_str()]).inc();
             return Err(refusal(limit, spent));
         }
-        Ok(true)
+        Ok(())
     }
 
     /// After `events` were stored: sends the threshold and exceeded alerts their cost triggered.

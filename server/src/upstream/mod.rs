@@ -94,12 +94,20 @@ impl Upstream {
         let headers = provider
             .auth_headers(&key)
             .map_err(|e| ApiError::internal(anyhow::anyhow!("stored key cannot be sent in a header: {e}")))?;
-        let budgeted = match usage {
+        let limits = match usage {
             Some(_) => {
-                self.budgets.admit(caller.tenant_id, caller.end_user.id, provider.as_str(), row.monthly_cap).await?
+                self.budgets
+                    .limits_for(caller.tenant_id, caller.end_user.id, provider.as_str(), row.monthly_cap)
+                    .await?
             }
-            None => false,
+            None => Vec::new(),
         };
+        let budgeted = !limits.is_empty();
+        if budgeted {
+            // This node's earlier calls count before this one is admitted.
+            self.usage.flush().await;
+            self.budgets.admit(caller.tenant_id, &limits).await?;
+        }
         self.keys.touch(&row).await;
         let base = row.base_url.as_deref().map(|b| self.upstreams.check_stored(b)).transpose()?;
         let mask = Masker::new(key, row.fingerprint);
