@@ -13,7 +13,7 @@ const client = new OpenAI({
   baseURL: `${job.base_url}/v1`,
   apiKey: job.api_key,
   defaultHeaders: { 'X-Relay-User': job.user },
-  maxRetries: 0,
+  maxRetries: job.max_retries ?? 0,
   timeout: 30000,
 });
 

@@ -1,7 +1,7 @@
 """Drives Relay with the official `openai` Python package, as a developer's backend would.
 
 Reads a job from stdin: {"base_url", "api_key", "user", "endpoint": "chat"|"embeddings",
-"request": {...}}. Prints one JSON object: what the SDK handed back (accumulated over the stream
+"request": {...}, "max_retries"?: 0}. Prints one JSON object: what the SDK handed back (accumulated over the stream
 for streaming requests), or the error it raised.
 """
 
@@ -70,7 +70,7 @@ def complete(resp):
 def main():
     job = json.load(sys.stdin)
     client = openai.OpenAI(base_url=job["base_url"] + "/v1", api_key=job["api_key"],
-                           default_headers={"X-Relay-User": job["user"]}, max_retries=0, timeout=30)
+                           default_headers={"X-Relay-User": job["user"]}, max_retries=job.get("max_retries", 0), timeout=30)
     req = job["request"]
     try:
         if job.get("endpoint") == "embeddings":

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use relay::domain::money::{Period, Usd};
 use relay::store::{Budget, BudgetScope, DatabaseUrl, DynStore, SpendAlert, SpendKey, SpendSubject, UsageEvent};
 use relay_tests::app::assert_error;
+use relay_tests::mock::Reply;
 use relay_tests::{spawn_app, Backend, TestApp, TestDb};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -219,4 +220,212 @@ async fn budgets_are_set_read_and_deleted_through_the_api() {
     let res =
         app.client.get(app.url("/v1/budgets/end-user-default")).bearer_auth(other_key).send().await.expect("request");
     assert_error(res, 404, "budget_not_found").await;
+}
+
+/// A chat completion for `gpt-4o-mini` reporting 1,000 prompt and 1,000 completion tokens,
+/// written in pieces `delay` apart.
+fn priced_reply(delay: std::time::Duration) -> Reply {
+    let body = json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+                      "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                      "usage": {"prompt_tokens": 1000, "completion_tokens": 1000, "total_tokens": 2000}});
+    Reply::Raw {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string().into_bytes(),
+        max_piece: 64,
+        delay,
+    }
+}
+
+async fn chat_at(client: &reqwest::Client, base: &str, rly: &str, user: &str) -> reqwest::Response {
+    client
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(rly)
+        .header("x-relay-user", user)
+        .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("send")
+}
+
+async fn put_budget_at(client: &reqwest::Client, base: &str, rly: &str, path: &str, limit: f64) -> Value {
+    let res = client
+        .put(format!("{base}{path}"))
+        .bearer_auth(rly)
+        .json(&json!({"limitUsd": limit, "period": "day"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    res.json().await.expect("json")
+}
+
+fn refusals(metrics: &str, budget: &str) -> u64 {
+    let line = format!("relay_budget_refusals_total{{budget=\"{budget}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(&line)).map_or(0, |v| v.trim().parse().expect("count"))
+}
+
+/// Moves every day counter one day into the past, as midnight UTC would.
+async fn a_day_passes(db: &TestDb) {
+    use sqlx::Connection;
+    match db.backend {
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+            sqlx::query("UPDATE spend SET period_start = period_start - interval '1 day' WHERE period = 'day'")
+                .execute(&mut c)
+                .await
+                .expect("update");
+        }
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&db.url).await.expect("connect");
+            sqlx::query("UPDATE spend SET period_start = period_start - 86400000 WHERE period = 'day'")
+                .execute(&mut c)
+                .await
+                .expect("update");
+        }
+    }
+}
+
+async fn budgets_refuse_calls_once_spent(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (base, rly, client) = (app.address.clone(), app.api_key.clone(), app.client.clone());
+    app.connect_new_key("ann", "openai").await;
+    app.connect_new_key("bob", "openai").await;
+    app.mock.reply(priced_reply(std::time::Duration::from_millis(5)));
+
+    // One call, priced from the table: what the rest of the test counts in.
+    put_budget_at(&client, &base, &rly, "/v1/users/ann/budget", 1000.0).await;
+    assert_eq!(chat_at(&client, &base, &rly, "ann").await.status(), 200);
+    let spent =
+        put_budget_at(&client, &base, &rly, "/v1/users/ann/budget", 1000.0).await["spentUsd"].as_f64().expect("spent");
+    assert!(spent > 0.0, "the call cost something: {spent}");
+
+    // Ann may spend three calls a day: two more go through, the next is refused before the
+    // provider is called.
+    put_budget_at(&client, &base, &rly, "/v1/users/ann/budget", spent * 3.0).await;
+    for _ in 0..2 {
+        assert_eq!(chat_at(&client, &base, &rly, "ann").await.status(), 200);
+    }
+    let sent = app.mock.requests().len();
+    let res = chat_at(&client, &base, &rly, "ann").await;
+    assert!(res.headers().contains_key("x-relay-request-id"));
+    let body = assert_error(res, 402, "budget_exceeded").await;
+    assert_eq!(body["error"]["type"], "insufficient_quota");
+    let message = body["error"]["message"].as_str().expect("message");
+    let tomorrow = Period::Day.next_start(Utc::now()).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert!(message.contains("daily budget") && message.contains(&tomorrow), "{message}");
+    assert_eq!(app.mock.requests().len(), sent, "a refused call never reaches the provider");
+
+    // The official SDK, left to its default retries, raises at once.
+    let metrics = |app: &TestApp| {
+        let (client, url) = (app.client.clone(), app.url("/metrics"));
+        async move { client.get(url).send().await.expect("metrics").text().await.expect("text") }
+    };
+    let before = refusals(&metrics(&app).await, "end_user");
+    let job = json!({"base_url": base, "api_key": rly, "user": "ann", "max_retries": 2,
+                     "request": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}});
+    let got = relay_tests::sdk::run(relay_tests::sdk::Sdk::Python, job).await;
+    assert_eq!(
+        (got["error"]["status"].as_u64(), got["error"]["code"].as_str()),
+        (Some(402), Some("budget_exceeded")),
+        "{got}"
+    );
+    assert_eq!(refusals(&metrics(&app).await, "end_user"), before + 1, "the SDK did not retry");
+
+    // Bob has no budget; a tenant-wide budget that is spent stops him too.
+    assert_eq!(chat_at(&client, &base, &rly, "bob").await.status(), 200);
+    put_budget_at(&client, &base, &rly, "/v1/budgets/tenant", spent * 4.0).await;
+    let body = assert_error(chat_at(&client, &base, &rly, "bob").await, 402, "budget_exceeded").await;
+    assert!(body["error"]["message"].as_str().unwrap_or("").contains("Your app's daily budget"), "{body}");
+
+    // A new period lets calls through again.
+    a_day_passes(&app.db).await;
+    assert_eq!(chat_at(&client, &base, &rly, "bob").await.status(), 200);
+    assert_eq!(chat_at(&client, &base, &rly, "ann").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_budgets_refuse_calls_once_spent() {
+    budgets_refuse_calls_once_spent(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_budgets_refuse_calls_once_spent() {
+    budgets_refuse_calls_once_spent(Backend::Sqlite).await;
+}
+
+/// Two `relay serve` processes on one PostgreSQL: 20 calls, four at a time across both nodes,
+/// against a budget that allows five; at most the calls in flight (four) overshoot it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_hold_one_budget() {
+    use futures::StreamExt;
+    use relay_tests::process::{run_cli, ServerProcess};
+    use relay_tests::MockProvider;
+
+    const IN_FLIGHT: usize = 4;
+    let db = TestDb::new(Backend::Postgres).await;
+    let mock = MockProvider::start().await;
+    mock.answer_every_request(Some(priced_reply(std::time::Duration::from_millis(20))));
+    let master = run_cli(&["kek", "generate"], &[], None).1.trim().to_owned();
+    let env_owned: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("RELAY_MASTER_KEYS".into(), master),
+        ("RELAY_UPSTREAM_OPENAI".into(), mock.url.clone()),
+        ("RELAY_ALLOW_UPSTREAM_HOSTS".into(), "127.0.0.1".into()),
+        ("RELAY_RATE_LIMIT_REGISTRATION".into(), "off".into()),
+    ];
+    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let created: Value =
+        serde_json::from_str(&run_cli(&["tenant", "create", "--name", "T", "--json"], &env, None).1).expect("json");
+    let rly = created["apiKey"].as_str().expect("key").to_owned();
+    let a = ServerProcess::start(&env, None);
+    let b = ServerProcess::start(&env, None);
+    let client = reqwest::Client::new();
+
+    let token: Value = client
+        .post(a.url("/v1/registration-tokens"))
+        .bearer_auth(&rly)
+        .json(&json!({"endUserLabel": "ann"}))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let key = relay_tests::fake_keys::for_provider("openai");
+    let res = client
+        .post(a.url("/v1/connect"))
+        .json(&json!({"registrationToken": token["registrationToken"], "provider": "openai", "apiKey": key}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap_or_default());
+
+    let base_a = a.url("");
+    put_budget_at(&client, &base_a, &rly, "/v1/users/ann/budget", 1000.0).await;
+    assert_eq!(chat_at(&client, &base_a, &rly, "ann").await.status(), 200);
+    let one = put_budget_at(&client, &base_a, &rly, "/v1/users/ann/budget", 1000.0).await["spentUsd"]
+        .as_f64()
+        .expect("spent");
+    assert!(one > 0.0);
+    put_budget_at(&client, &base_a, &rly, "/v1/users/ann/budget", one * 6.0).await;
+
+    let bases = [a.url(""), b.url("")];
+    let statuses: Vec<u16> = futures::stream::iter(0..20)
+        .map(|i| {
+            let (client, base, rly) = (client.clone(), bases[i % 2].clone(), rly.clone());
+            async move { chat_at(&client, &base, &rly, "ann").await.status().as_u16() }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 402).count();
+    assert_eq!(ok + refused, 20, "{statuses:?}");
+    assert!((5..=5 + IN_FLIGHT).contains(&ok), "5 allowed, at most {IN_FLIGHT} more in flight: {ok} went through");
+    let spent = put_budget_at(&client, &b.url(""), &rly, "/v1/users/ann/budget", one * 6.0).await["spentUsd"]
+        .as_f64()
+        .expect("spent");
+    assert!((spent / one - (1 + ok) as f64).abs() < 1e-6, "every call that went through was counted once: {spent}");
+    drop((a, b));
 }

@@ -386,7 +386,7 @@ struct WorkerOutcome {
 async fn connect_via(app: &TestApp, keys: &KeyService, label: &str) -> String {
     let token = app.registration_token(label, None).await;
     let key = fake_keys::for_provider("openai");
-    keys.connect(&token, "openai", &SecretString::from(key.clone()), None).await.expect("connect");
+    keys.connect(&token, "openai", &SecretString::from(key.clone()), None, None).await.expect("connect");
     key
 }
 
