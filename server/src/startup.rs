@@ -113,7 +113,7 @@ impl Application {
             None => RateLimiter::in_memory(config.limits, metrics.clone()),
         };
         let usage = UsageLog::start(store.clone());
-        let upstream = Upstream::new(upstreams, keys.clone(), metrics.clone(), usage.clone());
+        let upstream = Upstream::new(upstreams, keys.clone(), metrics.clone(), usage.clone(), config.prices.clone());
         // Each handler takes the services it uses (`web::Data<…>`), nothing else.
         let services = Services {
             store: web::Data::from(store),

@@ -263,6 +263,13 @@ pub struct UsageEvent {
     pub paid: bool,
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
+    /// Of the prompt: read from and written to the provider's cache. Of the completion:
+    /// reasoning. `None` (like the counts above) when the provider reported no usage.
+    pub cached_tokens: Option<u64>,
+    pub cache_write_tokens: Option<u64>,
+    pub reasoning_tokens: Option<u64>,
+    /// What the call cost, in nano-USD (1e-9 USD); `None` without usage or without a price.
+    pub cost_nanos: Option<i64>,
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
     pub created_at: DateTime<Utc>,
@@ -375,6 +382,17 @@ pub trait Store: Send + Sync + 'static {
         let to = DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::UNIX_EPOCH); // 9999-12-31
         self.usage_events_between(tenant_id, None, from, to, limit).await
     }
+
+    // --- Cost (issue #12): what usage records cost, grouped by end user ---
+    /// The labels of the end users with usage events in the range `usage_events_between` reads
+    /// (same arguments), as (id, label): erased users are gone, with their events.
+    async fn usage_end_user_labels(
+        &self,
+        tenant_id: Uuid,
+        end_user_id: Option<Uuid>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, String)>>;
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
     async fn list_audit(&self, tenant_id: Option<Uuid>, limit: u32) -> Result<Vec<AuditEvent>>;

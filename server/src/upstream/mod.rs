@@ -29,6 +29,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::keys::KeyService;
 use crate::metrics::Metrics;
+use crate::pricing::Prices;
 use crate::providers::{Dialect, ProviderId};
 use crate::ssrf::{CheckedUrl, SsrfError};
 use crate::usage_log::UsageLog;
@@ -42,11 +43,19 @@ pub struct Upstream {
     keys: KeyService,
     metrics: Arc<Metrics>,
     usage: UsageLog,
+    /// What each usage record is priced at.
+    prices: Arc<Prices>,
 }
 
 impl Upstream {
-    pub fn new(upstreams: Upstreams, keys: KeyService, metrics: Arc<Metrics>, usage: UsageLog) -> Self {
-        Self { upstreams, keys, metrics, usage }
+    pub fn new(
+        upstreams: Upstreams,
+        keys: KeyService,
+        metrics: Arc<Metrics>,
+        usage: UsageLog,
+        prices: Arc<Prices>,
+    ) -> Self {
+        Self { upstreams, keys, metrics, usage, prices }
     }
 
     pub fn timeouts(&self) -> &UpstreamTimeouts {
@@ -91,7 +100,8 @@ impl Upstream {
         let target = self.upstreams.target(provider, base.as_ref(), path, query)?;
         let log = usage.is_some().then(|| self.usage.clone());
         let (model, endpoint) = usage.unwrap_or_default();
-        let recorder = UsageRecorder::new(log, self.metrics.clone(), caller, provider, model, endpoint);
+        let recorder =
+            UsageRecorder::new(log, self.metrics.clone(), self.prices.clone(), caller, provider, model, endpoint);
         Ok(Call {
             provider,
             target,

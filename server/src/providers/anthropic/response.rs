@@ -38,8 +38,11 @@ impl RawUsage {
             prompt_tokens: self.input + self.cache_creation + self.cache_read,
             completion_tokens: self.output,
             cached_tokens: self.cache_read,
-            // Anthropic does not report thinking tokens separately (they are in output_tokens).
+            cache_write_tokens: self.cache_creation,
+            // Anthropic does not report thinking tokens separately (they are in output_tokens,
+            // billed at the output price).
             reasoning_tokens: 0,
+            cost_nanos: None,
         }
     }
 }
