@@ -288,8 +288,10 @@ async fn usage_api_reports_cost_and_groups_by_end_user(backend: Backend) {
     app.connect_new_key("ben", "openai").await;
     app.connect_new_key("ben", "anthropic").await;
     // ann: two gpt-4o calls at 3500 µUSD each.
-    app.mock.reply(openai_answer("gpt-4o", json!({"prompt_tokens": 1000, "completion_tokens": 100})));
+    let usage = json!({"prompt_tokens": 1000, "completion_tokens": 100});
+    app.mock.reply(openai_answer("gpt-4o", usage.clone()));
     assert_eq!(chat(&app, "ann", &hi("gpt-4o", false)).await.0, 200);
+    app.mock.reply(openai_stream("gpt-4o", usage));
     assert_eq!(chat(&app, "ann", &hi("gpt-4o", true)).await.0, 200);
     // ben: the Anthropic cache fixture (1707 µUSD), a model without a price, and an error.
     replay(&app, "ben", "anthropic", "cache_usage").await;
@@ -301,7 +303,7 @@ async fn usage_api_reports_cost_and_groups_by_end_user(backend: Backend) {
 
     let body = usage_report(&app, "groupBy=endUser").await;
     assert_eq!(body["groupBy"], "endUser");
-    assert_usd(usd(&body["total"]), 0.0087);
+    assert_usd(usd(&body["total"]), 0.008707);
     assert_eq!(body["total"]["unpricedCalls"], 1);
     let (ann, ben) = (group(&body, "ann"), group(&body, "ben"));
     assert_usd(usd(ann), 0.007);
@@ -321,7 +323,7 @@ async fn usage_api_reports_cost_and_groups_by_end_user(backend: Backend) {
     assert_usd(usd(&body["total"]), 0.001707);
     assert_usd(usd(group(&body, "anthropic")), 0.001707);
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    assert_usd(usd(group(&usage_report(&app, "").await, &today)), 0.0087);
+    assert_usd(usd(group(&usage_report(&app, "").await, &today)), 0.008707);
 
     let metrics = app.client.get(app.url("/metrics")).send().await.expect("scrape").text().await.expect("text");
     assert!(metrics.contains("relay_cost_usd_total{provider=\"openai\"} 0.007"), "{metrics}");

@@ -60,6 +60,14 @@ pub(super) fn finish_reason(stop_reason: Option<&str>, tool_called: bool) -> &'s
     }
 }
 
+/// The usage of an Anthropic message (2xx body), cache writes included.
+pub fn chat_usage(body: &Value) -> Option<Usage> {
+    let u = body.get("usage").filter(|u| u.is_object())?;
+    let mut usage = RawUsage::default();
+    usage.update(u);
+    Some(usage.to_usage())
+}
+
 /// An Anthropic message (2xx body) -> an OpenAI `chat.completion`.
 pub fn chat_response(body: &Value, ctx: &ChatContext) -> Result<Value, TranslateError> {
     if body["type"] == "error" {

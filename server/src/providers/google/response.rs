@@ -42,6 +42,11 @@ pub(super) fn usage_from(u: &Value) -> Usage {
     }
 }
 
+/// The usage of a whole `generateContent` answer.
+pub fn chat_usage(body: &Value) -> Option<Usage> {
+    body.get("usageMetadata").filter(|u| u.is_object()).map(usage_from)
+}
+
 /// One complete Gemini function call as an OpenAI tool call: (id, name, arguments JSON).
 pub(super) fn tool_call_of(part: &Value) -> Option<(String, String, String)> {
     let fc = part.get("functionCall")?;
