@@ -12,7 +12,7 @@
 //! An absent `cachedInput` or `cacheWrite` price means the provider has none: those tokens cost
 //! the input price. An absent `reasoning` price is the output price. When the prompt (all of
 //! it, cached or not) is above a model's `longContext.above`, the long-context prices apply to
-//! the whole call (Gemini 2.5 Pro above 200k tokens, Claude Sonnet 4/4.5 above 200k).
+//! the whole call (Gemini 2.5 Pro above 200k tokens, Claude Haiku 5.5 above 100k).
 //! A cost the provider reports itself (OpenRouter's `usage.cost`) wins over the table.
 //!
 //! **Finding a model's price**, for the provider that served the call and the model as the
