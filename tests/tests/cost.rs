@@ -135,6 +135,27 @@ async fn openai_cost_with_cache_and_reasoning(backend: Backend) {
             (Some(1200), Some(300), Some(1000), Some(0), Some(200))
         );
     }
+
+    // Embeddings: text-embedding-3-small, $0.02 per million input tokens: 1500 tokens, 30 µUSD.
+    app.mock.reply(Reply::Json {
+        status: 200,
+        headers: vec![],
+        body: json!({"object": "list", "model": "text-embedding-3-small",
+                     "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+                     "usage": {"prompt_tokens": 1500, "total_tokens": 1500}}),
+    });
+    let res = app
+        .client
+        .post(app.url("/v1/embeddings"))
+        .bearer_auth(&app.api_key)
+        .header("x-relay-user", "ann")
+        .json(&json!({"model": "text-embedding-3-small", "input": "hello"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    let e = events(&app, 3).await.pop().expect("event");
+    assert_eq!((e.endpoint.as_str(), e.prompt_tokens, e.cost_nanos), ("/v1/embeddings", Some(1500), Some(30_000)));
 }
 
 async fn anthropic_cost_with_cache_reads_and_writes(backend: Backend) {
