@@ -18,6 +18,7 @@ RUN mkdir -p server/src tests/src bench/src \
 # 2. The sources. (Build step kept identical to scripts/test's, plus --release.)
 COPY server server
 COPY migrations migrations
+COPY pricing pricing
 COPY widget widget
 COPY tests/src tests/src
 RUN touch server/src/main.rs server/src/lib.rs \

@@ -220,17 +220,17 @@ impl Budgets {
 /// The 402 a spent limit gives.
 fn refusal(limit: &Applied, spent: Usd) -> ApiError {
     let resets = limit.resets_at().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let (amount, period) = (limit.limit, limit.period);
+    let (amount, period) = (limit.limit, limit.period.adjective());
     let message = match &limit.kind {
         LimitKind::Tenant => {
-            format!("Your app's {period}ly budget of {amount} is spent ({spent} so far); it resets at {resets}.")
+            format!("Your app's {period} budget of {amount} is spent ({spent} so far); it resets at {resets}.")
         }
         LimitKind::EndUser { default: true } => format!(
-            "This end user has spent the default {period}ly budget per end user of {amount} ({spent} so far); it \
+            "This end user has spent the default {period} budget per end user of {amount} ({spent} so far); it \
              resets at {resets}."
         ),
         LimitKind::EndUser { default: false } => format!(
-            "This end user has spent their {period}ly budget of {amount} ({spent} so far); it resets at {resets}."
+            "This end user has spent their {period} budget of {amount} ({spent} so far); it resets at {resets}."
         ),
         LimitKind::OwnCap { provider } => format!(
             "The end user's own monthly cap of {amount} on their {provider} key is reached ({spent} so far); it \

@@ -184,6 +184,10 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "RELAY_WORKERS")]
     pub workers: Option<usize>,
+    /// A JSON price table that extends the built-in one (an entry for the same provider and
+    /// model replaces it), or replaces it whole with `"replace": true`.
+    #[arg(long, env = "RELAY_PRICING_FILE")]
+    pub pricing_file: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, env = "RELAY_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: crate::telemetry::LogFormat,
@@ -222,6 +226,8 @@ pub struct Config {
     pub upstream_policy: crate::ssrf::UpstreamPolicy,
     /// `RELAY_UPSTREAM_<PROVIDER>` overrides.
     pub upstreams: HashMap<ProviderId, String>,
+    /// The price table (built in, or as `RELAY_PRICING_FILE` extended or replaced it).
+    pub prices: std::sync::Arc<crate::pricing::Prices>,
 }
 
 impl Config {
@@ -260,6 +266,7 @@ impl Config {
             shutdown_timeout_secs: args.shutdown_timeout_secs,
             upstream_policy: crate::ssrf::UpstreamPolicy::from_env()?,
             upstreams: upstreams_from_env()?,
+            prices: std::sync::Arc::new(crate::pricing::Prices::load(args.pricing_file.as_deref())?),
         })
     }
 }

@@ -13,6 +13,7 @@
 //!   routing, dialect) and the translators; nothing outside it matches on a provider.
 //! - `keys` connects, opens and rotates provider keys; `vault` is the envelope encryption;
 //!   `store` the PostgreSQL and SQLite persistence (behind `store::cached`).
+//! - `pricing` is the price table and what a call cost; `upstream` prices each usage record.
 //! - Beside them: `domain` (values parsed at the edge, rates and limits), `ratelimit`, `browser`
 //!   (CORS, client addresses), `audit`, `usage_log`, `metrics`, `ssrf`, `sse`, `config`, `cli`.
 //!
@@ -32,6 +33,7 @@ pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod passthrough;
+pub mod pricing;
 pub mod providers;
 pub mod ratelimit;
 pub mod routes;

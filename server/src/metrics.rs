@@ -2,7 +2,7 @@
 //! words only: never a key, token, tenant name or end-user label.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds, from 100 µs (Relay's own overhead) to 10 min (long answers).
@@ -20,6 +20,10 @@ pub struct Metrics {
     pub relay_overhead: HistogramVec,
     pub active_streams: IntGauge,
     pub tokens: IntCounterVec,
+    /// USD spent, by provider (the sum of priced usage records).
+    pub cost_usd: CounterVec,
+    /// Calls with usage but no price, by provider.
+    pub unpriced_calls: IntCounterVec,
     pub key_decrypt_failures: IntCounter,
     pub rate_limited: IntCounterVec,
     pub rate_limit_backend_errors: IntCounter,
@@ -65,6 +69,20 @@ impl Metrics {
                 ),
                 &["provider", "direction"],
             )?,
+            cost_usd: CounterVec::new(
+                Opts::new(
+                    "cost_usd_total",
+                    "What provider calls cost in USD, by provider (from the price table or the provider's own figure)",
+                ),
+                &["provider"],
+            )?,
+            unpriced_calls: IntCounterVec::new(
+                Opts::new(
+                    "unpriced_calls_total",
+                    "Provider calls that reported usage for a model without a price, by provider",
+                ),
+                &["provider"],
+            )?,
             key_decrypt_failures: IntCounter::new(
                 "key_decrypt_failures_total",
                 "Stored provider keys that did not decrypt (tampering, wrong context or missing master key)",
@@ -93,6 +111,8 @@ impl Metrics {
         m.registry.register(Box::new(m.relay_overhead.clone()))?;
         m.registry.register(Box::new(m.active_streams.clone()))?;
         m.registry.register(Box::new(m.tokens.clone()))?;
+        m.registry.register(Box::new(m.cost_usd.clone()))?;
+        m.registry.register(Box::new(m.unpriced_calls.clone()))?;
         m.registry.register(Box::new(m.key_decrypt_failures.clone()))?;
         m.registry.register(Box::new(m.rate_limited.clone()))?;
         m.registry.register(Box::new(m.rate_limit_backend_errors.clone()))?;

@@ -115,7 +115,8 @@ impl Application {
         };
         let budgets = Budgets::new(store.clone(), metrics.clone());
         let usage = UsageLog::start(store.clone(), budgets.clone());
-        let upstream = Upstream::new(upstreams, keys.clone(), budgets, metrics.clone(), usage.clone());
+        let upstream =
+            Upstream::new(upstreams, keys.clone(), budgets, metrics.clone(), usage.clone(), config.prices.clone());
         // Each handler takes the services it uses (`web::Data<…>`), nothing else.
         let services = Services {
             store: web::Data::from(store),

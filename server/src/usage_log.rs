@@ -49,6 +49,12 @@ impl UsageLog {
         tokio::spawn(async move { flush(&inner).await });
     }
 
+    /// Queues one event and returns once it is stored (with everything queued before it).
+    pub async fn store(&self, event: UsageEvent) {
+        self.record(event);
+        flush(&self.inner).await;
+    }
+
     /// Stores every event queued before this call (failures are logged).
     pub async fn flush(&self) {
         flush(&self.inner).await;

@@ -41,6 +41,8 @@ pub struct SpawnOptions {
     pub cache_ttl: Duration,
     /// How long Relay waits for a provider's response headers (30 s by default).
     pub first_byte_timeout: Duration,
+    /// The price table (the built-in one by default).
+    pub prices: relay::pricing::Prices,
 }
 
 /// No limits but the server's default for anonymous registrations.
@@ -66,6 +68,7 @@ impl Default for SpawnOptions {
             redis: None,
             cache_ttl: Duration::ZERO,
             first_byte_timeout: Duration::from_secs(30),
+            prices: relay::pricing::Prices::builtin(),
         }
     }
 }
@@ -109,6 +112,7 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
         // The mock provider listens on loopback: allow it, as an operator would a LAN server.
         upstream_policy: relay::ssrf::UpstreamPolicy::new(vec!["127.0.0.1".into()], false),
         upstreams,
+        prices: std::sync::Arc::new(options.prices),
     };
     let app = Application::build_with_store(config, store.clone()).await.expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -45,6 +45,9 @@ fn event(
         paid: true,
         prompt_tokens: Some(10),
         completion_tokens: Some(5),
+        cached_tokens: None,
+        cache_write_tokens: None,
+        reasoning_tokens: None,
         latency_ms: 3,
         ttft_ms: None,
         created_at,
@@ -422,6 +425,7 @@ async fn two_nodes_hold_one_budget() {
     let ok = statuses.iter().filter(|s| **s == 200).count();
     let refused = statuses.iter().filter(|s| **s == 402).count();
     assert_eq!(ok + refused, 20, "{statuses:?}");
+    eprintln!("two nodes, {IN_FLIGHT} calls in flight: {ok} of 20 went through against a budget for 5");
     assert!((5..=5 + IN_FLIGHT).contains(&ok), "5 allowed, at most {IN_FLIGHT} more in flight: {ok} went through");
     let spent = put_budget_at(&client, &b.url(""), &rly, "/v1/users/ann/budget", one * 6.0).await["spentUsd"]
         .as_f64()

@@ -81,6 +81,7 @@ macro_rules! all_checks {
             check_signing_key_rewrap => postgres_signing_key_rewrap, sqlite_signing_key_rewrap;
             check_migration_backfills_app_ids => postgres_migration_backfills_app_ids, sqlite_migration_backfills_app_ids;
             check_usage_batches => postgres_usage_batches, sqlite_usage_batches;
+            check_usage_cost => postgres_usage_cost, sqlite_usage_cost;
         }
     };
 }
@@ -1007,10 +1008,13 @@ fn usage_event(tenant_id: Uuid, end_user_id: Option<Uuid>, at: DateTime<Utc>) ->
         paid: false,
         prompt_tokens: Some(3),
         completion_tokens: Some(1),
+        cached_tokens: Some(2),
+        cache_write_tokens: Some(0),
+        reasoning_tokens: Some(1),
+        cost_nanos: Some(1_234),
         latency_ms: 12,
         ttft_ms: None,
         created_at: at,
-        cost_nanos: None,
     }
 }
 
@@ -1034,10 +1038,51 @@ async fn check_usage_batches(store: DynStore) -> anyhow::Result<()> {
     assert_eq!(stored.len(), 5);
     assert!(stored.contains(&more[0]) && stored.contains(&more[2]));
 
-    // More rows than one statement may bind (PostgreSQL: 65,535 binds, 14 a row).
+    // More rows than one statement may bind (PostgreSQL: 65,535 binds, 18 a row).
     let b = tenant(&store, "Globex", t(0)).await?;
     let many: Vec<_> = (0..5003).map(|i| usage_event(b.id, None, t(i))).collect();
     store.insert_usage_batch(&many).await?;
     assert_eq!(store.list_usage_events(b.id, 10_000).await?.len(), 5003);
+    Ok(())
+}
+
+/// Cost columns round-trip, unpriced and usage-less events included; the labels of the end
+/// users with events in a range, for the usage API's `groupBy=endUser`.
+async fn check_usage_cost(store: DynStore) -> anyhow::Result<()> {
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let alice = store.upsert_end_user(a.id, "alice", t(0)).await?;
+    let bob = store.upsert_end_user(a.id, "bob", t(0)).await?;
+    let carol = store.upsert_end_user(a.id, "carol", t(0)).await?;
+    let mut priced = usage_event(a.id, Some(alice.id), t(1));
+    priced.cost_nanos = Some(i64::MAX);
+    priced.cached_tokens = Some(u64::from(u32::MAX) * 4);
+    let mut unpriced = usage_event(a.id, Some(bob.id), t(2));
+    unpriced.cost_nanos = None;
+    let mut no_usage = usage_event(a.id, Some(bob.id), t(3));
+    (no_usage.prompt_tokens, no_usage.completion_tokens) = (None, None);
+    (no_usage.cached_tokens, no_usage.cache_write_tokens, no_usage.reasoning_tokens, no_usage.cost_nanos) =
+        (None, None, None, None);
+    let late = usage_event(a.id, Some(carol.id), t(60_000));
+    let events = vec![priced, unpriced, no_usage, late];
+    store.insert_usage_batch(&events).await?;
+    let mut stored = store.list_usage_events(a.id, 10).await?;
+    stored.sort_by_key(|e| e.created_at);
+    assert_eq!(stored, events);
+
+    // Another tenant's users never show; carol's event is outside the range.
+    let b = tenant(&store, "Globex", t(0)).await?;
+    let dave = store.upsert_end_user(b.id, "dave", t(0)).await?;
+    store.insert_usage_batch(&[usage_event(b.id, Some(dave.id), t(1))]).await?;
+    let mut labels = store.usage_end_user_labels(a.id, None, t(0), t(10)).await?;
+    labels.sort();
+    let mut want = vec![(alice.id, "alice".to_owned()), (bob.id, "bob".to_owned())];
+    want.sort();
+    assert_eq!(labels, want);
+    assert_eq!(store.usage_end_user_labels(a.id, Some(bob.id), t(0), t(10)).await?, vec![(bob.id, "bob".to_owned())]);
+    assert!(store.usage_end_user_labels(a.id, Some(dave.id), t(0), t(10)).await?.is_empty());
+    // Erasing a user takes their events and their label along.
+    store.delete_end_user(a.id, "bob").await?;
+    assert_eq!(store.usage_end_user_labels(a.id, None, t(0), t(10)).await?, vec![(alice.id, "alice".to_owned())]);
+    assert_eq!(store.list_usage_events(a.id, 10).await?.len(), 2);
     Ok(())
 }

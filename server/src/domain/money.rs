@@ -90,6 +90,14 @@ impl Period {
         }
     }
 
+    /// `daily` or `monthly`.
+    pub fn adjective(self) -> &'static str {
+        match self {
+            Period::Day => "daily",
+            Period::Month => "monthly",
+        }
+    }
+
     pub fn parse(raw: &str) -> Option<Self> {
         match raw {
             "day" => Some(Period::Day),

@@ -52,6 +52,7 @@ pub async fn chat(upstream: &Upstream, caller: Caller, raw: &[u8]) -> Result<Htt
         overhead
             .with_label_values(&["chat"])
             .observe(recorder.started().elapsed().saturating_sub(waited).as_secs_f64());
+        recorder.store_before_answer().await;
         return Ok(out.content_type("application/json").body(answer));
     }
     let ttfb = sent.ttfb;

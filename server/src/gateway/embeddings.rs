@@ -46,5 +46,6 @@ pub async fn embeddings(upstream: &Upstream, caller: Caller, raw: &[u8]) -> Resu
     recorder.usage(usage);
     let overhead = recorder.started().elapsed().saturating_sub(waited);
     upstream.metrics().relay_overhead.with_label_values(&["embeddings"]).observe(overhead.as_secs_f64());
+    recorder.store_before_answer().await;
     Ok(out.content_type("application/json").body(answer))
 }

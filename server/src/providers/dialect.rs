@@ -59,14 +59,19 @@ pub trait Dialect: Sync {
     fn parse_models(&self, body: &Value) -> Vec<Listed>;
 }
 
-/// A whole translated answer: parsed, translated by `f`, serialised, with its usage.
+/// A whole translated answer: parsed, translated by `f`, serialised, with its usage: as `usage`
+/// reads it from the provider's own answer, else from the translated one.
 fn translate_json(
     body: &[u8],
     f: impl FnOnce(&Value) -> Result<Value, TranslateError>,
+    usage: Option<fn(&Value) -> Option<Usage>>,
 ) -> Result<(Bytes, Option<Usage>), ResponseError> {
     let parsed: Value = serde_json::from_slice(body).map_err(|_| ResponseError::NotJson)?;
     let translated = f(&parsed).map_err(|e| ResponseError::Unreadable(e.to_string()))?;
-    let usage = translated.get("usage").and_then(Usage::from_json);
+    let usage = match usage {
+        Some(read) => read(&parsed),
+        None => translated.get("usage").and_then(Usage::from_json),
+    };
     Ok((Bytes::from(translated.to_string()), usage))
 }
 
@@ -74,6 +79,9 @@ fn translate_json(
 pub struct Translated {
     pub chat_request: fn(&Value, &str) -> Result<Prepared, TranslateError>,
     pub chat_response: fn(&Value, &ChatContext) -> Result<Value, TranslateError>,
+    /// The usage of a whole answer, from the provider's own body: the translated one carries
+    /// only what OpenAI clients know (no cache writes).
+    pub chat_usage: fn(&Value) -> Option<Usage>,
     pub chat_stream: fn(ChatContext) -> Box<dyn StreamTranslator>,
     /// Request and response translation, for a provider with an embeddings API.
     pub embeddings: Option<Embeddings>,
@@ -99,7 +107,7 @@ impl Dialect for Translated {
     }
 
     fn chat_response(&self, body: Bytes, ctx: &ChatContext) -> Result<(Bytes, Option<Usage>), ResponseError> {
-        translate_json(&body, |v| (self.chat_response)(v, ctx))
+        translate_json(&body, |v| (self.chat_response)(v, ctx), Some(self.chat_usage))
     }
 
     fn chat_stream(&self, ctx: ChatContext) -> Box<dyn StreamTranslator> {
@@ -115,7 +123,7 @@ impl Dialect for Translated {
 
     fn embeddings_response(&self, body: Bytes, request: &Value) -> Result<(Bytes, Option<Usage>), ResponseError> {
         match &self.embeddings {
-            Some(e) => translate_json(&body, |v| (e.response)(v, request)),
+            Some(e) => translate_json(&body, |v| (e.response)(v, request), None),
             None => Err(ResponseError::Unreadable("this provider has no embeddings API".into())),
         }
     }

@@ -197,6 +197,23 @@ mod tests {
     }
 
     #[test]
+    fn usage_with_openrouter_cost_and_cache_writes() {
+        let chunk = r#"{"id":"c","choices":[],"usage":{"prompt_tokens":194,"completion_tokens":2,"cost":0.95,
+            "prompt_tokens_details":{"cached_tokens":10,"cache_write_tokens":100},
+            "completion_tokens_details":{"reasoning_tokens":1}}}"#;
+        let mut pipe = OpenAiFormat { asks_stream_usage: true }.chat_stream(ctx(true));
+        pipe.on_event(&ev(chunk));
+        let u = pipe.usage().expect("usage");
+        assert_eq!((u.prompt_tokens, u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens), (194, 10, 100, 1));
+        assert_eq!(u.cost_nanos, Some(950_000_000));
+        // No cost, or one that is not a sane amount: none.
+        for cost in ["", r#","cost":-1"#, r#","cost":"0.1""#] {
+            let body = format!(r#"{{"usage":{{"prompt_tokens":1{cost}}}}}"#);
+            assert_eq!(usage_of(body.as_bytes()).map(|u| u.cost_nanos), Some(None), "{body}");
+        }
+    }
+
+    #[test]
     fn error_bodies_of_any_shape() {
         let e = openai_error(429, br#"{"error":{"message":"slow down","type":"rate_limit_error","code":42}}"#);
         assert_eq!(

@@ -1,5 +1,9 @@
-//! OpenRouter: keys `sk-or-…`, Bearer auth, OpenAI's format below `/api`; stream usage only
-//! when asked. Its models are reached as `openrouter/<vendor>/<model>`.
+//! OpenRouter: keys `sk-or-…`, Bearer auth, OpenAI's format below `/api`. Its models are
+//! reached as `openrouter/<vendor>/<model>`. Every answer's usage (a stream's last chunk) carries
+//! the call's cost, `usage.cost` in USD, unasked (`usage: {include: true}` is deprecated and has no
+//! effect); Relay records it as the call's cost. Relay still asks for stream usage the OpenAI way
+//! (`stream_options.include_usage`, deprecated there and harmless), in case usage is ever
+//! withheld again without it.
 
 use super::openai_format::OpenAiFormat;
 use super::{Auth, KeyFormat, Provider, ProviderId};

@@ -55,19 +55,25 @@ pub enum StreamItem {
     Done,
 }
 
-/// Token counts in OpenAI's terms.
+/// Token counts in OpenAI's terms, and the call's cost when the provider reports it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     /// Everything read, cached or not (Anthropic: input + cache creation + cache read).
     pub prompt_tokens: u64,
     /// Everything written, reasoning included.
     pub completion_tokens: u64,
+    /// Of the prompt, read from the provider's cache.
     pub cached_tokens: u64,
+    /// Of the prompt, written to the provider's cache (Anthropic's cache creation).
+    pub cache_write_tokens: u64,
+    /// Of the completion, reasoning (thinking) the client may not have seen.
     pub reasoning_tokens: u64,
+    /// What the provider says the call cost, in nano-USD (OpenRouter's `usage.cost`).
+    pub cost_nanos: Option<i64>,
 }
 
 impl Usage {
-    /// The OpenAI `usage` object.
+    /// The OpenAI `usage` object (cache writes and cost stay Relay's: clients do not know them).
     pub fn to_json(&self) -> Value {
         serde_json::json!({
             "prompt_tokens": self.prompt_tokens,
@@ -78,16 +84,25 @@ impl Usage {
         })
     }
 
-    /// Reads an OpenAI `usage` object (absent fields count as 0).
+    /// Reads an OpenAI `usage` object (absent fields count as 0), with OpenRouter's additions:
+    /// `prompt_tokens_details.cache_write_tokens` and `cost` (USD, a JSON number).
     pub fn from_json(v: &Value) -> Option<Self> {
         let n = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
         v.is_object().then(|| Usage {
             prompt_tokens: n("/prompt_tokens"),
             completion_tokens: n("/completion_tokens"),
             cached_tokens: n("/prompt_tokens_details/cached_tokens"),
+            cache_write_tokens: n("/prompt_tokens_details/cache_write_tokens"),
             reasoning_tokens: n("/completion_tokens_details/reasoning_tokens"),
+            cost_nanos: v.get("cost").and_then(Value::as_f64).and_then(usd_to_nanos),
         })
     }
+}
+
+/// A non-negative, finite USD amount in nano-USD (rounded); `None` for anything else.
+pub fn usd_to_nanos(usd: f64) -> Option<i64> {
+    let nanos = (usd * 1e9).round();
+    (usd.is_finite() && usd >= 0.0 && nanos < i64::MAX as f64).then_some(nanos as i64)
 }
 
 /// Turns one upstream stream into OpenAI chunks, event by event.

@@ -11,6 +11,7 @@ use crate::budgets::DEFAULT_ALERT_BPS;
 use crate::domain::money::{dollars_param, Period, Usd};
 use crate::error::{ApiError, ErrorBody};
 use crate::store::{Budget, BudgetScope, SpendKey, SpendSubject, Store};
+use crate::usage_log::UsageLog;
 
 use super::users::{find_user, label};
 
@@ -86,8 +87,15 @@ fn parse(body: BudgetBody) -> Result<(Usd, Period, u16), ApiError> {
     Ok((limit, period, alert_at_bps))
 }
 
-/// The budget as the API shows it, with this period's spend.
-async fn view(store: &dyn Store, budget: Budget, label: Option<String>) -> Result<BudgetView, ApiError> {
+/// The budget as the API shows it, with this period's spend (this node's latest calls written
+/// first, as the usage API does).
+async fn view(
+    store: &dyn Store,
+    usage: &UsageLog,
+    budget: Budget,
+    label: Option<String>,
+) -> Result<BudgetView, ApiError> {
+    usage.flush().await;
     let now = Utc::now();
     let start = budget.period.start(now);
     let subject = match budget.scope {
@@ -127,6 +135,7 @@ fn no_budget(scope: BudgetScope) -> ApiError {
 
 async fn put(
     store: &dyn Store,
+    usage: &UsageLog,
     auth: TenantAuth,
     scope: BudgetScope,
     body: BudgetBody,
@@ -138,11 +147,12 @@ async fn put(
         Budget { tenant_id: auth.tenant_id, scope, limit, period, alert_at_bps, created_at: now, updated_at: now };
     let stored = store.put_budget(&budget).await?;
     audit(store, auth, "budget.put", scope).await;
-    Ok(HttpResponse::Ok().json(view(store, stored, label).await?))
+    Ok(HttpResponse::Ok().json(view(store, usage, stored, label).await?))
 }
 
 async fn get(
     store: &dyn Store,
+    usage: &UsageLog,
     auth: TenantAuth,
     scope: BudgetScope,
     label: Option<String>,
@@ -153,7 +163,7 @@ async fn get(
     };
     let found = store.budgets_for(auth.tenant_id, end_user).await?.into_iter().find(|b| b.scope == scope);
     let budget = found.ok_or_else(|| no_budget(scope))?;
-    Ok(HttpResponse::Ok().json(view(store, budget, label).await?))
+    Ok(HttpResponse::Ok().json(view(store, usage, budget, label).await?))
 }
 
 async fn delete(store: &dyn Store, auth: TenantAuth, scope: BudgetScope) -> Result<HttpResponse, ApiError> {
@@ -204,10 +214,11 @@ fn tenant_scope(raw: &str) -> Result<BudgetScope, ApiError> {
 pub async fn put_tenant(
     auth: TenantAuth,
     store: web::Data<dyn Store>,
+    usage: web::Data<UsageLog>,
     path: web::Path<String>,
     body: web::Json<BudgetBody>,
 ) -> Result<HttpResponse, ApiError> {
-    put(&**store, auth, tenant_scope(&path)?, body.into_inner(), None).await
+    put(&**store, &usage, auth, tenant_scope(&path)?, body.into_inner(), None).await
 }
 
 /// Get a budget
@@ -227,9 +238,10 @@ pub async fn put_tenant(
 pub async fn get_tenant(
     auth: TenantAuth,
     store: web::Data<dyn Store>,
+    usage: web::Data<UsageLog>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    get(&**store, auth, tenant_scope(&path)?, None).await
+    get(&**store, &usage, auth, tenant_scope(&path)?, None).await
 }
 
 /// Delete a budget
@@ -275,12 +287,13 @@ pub async fn delete_tenant(
 pub async fn put_user(
     auth: TenantAuth,
     store: web::Data<dyn Store>,
+    usage: web::Data<UsageLog>,
     path: web::Path<String>,
     body: web::Json<BudgetBody>,
 ) -> Result<HttpResponse, ApiError> {
     let label = label(&path)?;
     let user = store.upsert_end_user(auth.tenant_id, label.as_str(), Utc::now()).await?;
-    put(&**store, auth, BudgetScope::EndUser(user.id), body.into_inner(), Some(user.label)).await
+    put(&**store, &usage, auth, BudgetScope::EndUser(user.id), body.into_inner(), Some(user.label)).await
 }
 
 /// Get an end user's budget
@@ -301,10 +314,11 @@ pub async fn put_user(
 pub async fn get_user(
     auth: TenantAuth,
     store: web::Data<dyn Store>,
+    usage: web::Data<UsageLog>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = find_user(&**store, auth, &path).await?;
-    get(&**store, auth, BudgetScope::EndUser(user.id), Some(user.label)).await
+    get(&**store, &usage, auth, BudgetScope::EndUser(user.id), Some(user.label)).await
 }
 
 /// Delete an end user's budget

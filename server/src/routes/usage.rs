@@ -1,8 +1,8 @@
 //! `GET /v1/usage`: what a tenant's end users did, from the usage records, for billing and
-//! dashboards: requests, errors, tokens and latency percentiles, grouped by day, model or
-//! provider.
+//! dashboards: requests, errors, tokens, cost and latency percentiles, grouped by day, model,
+//! provider or end user.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -32,19 +32,20 @@ pub struct UsageQuery {
     /// End (exclusive), same forms. Default: now.
     #[param(example = "2026-01-31T00:00:00Z")]
     to: Option<String>,
-    /// `day` (default), `model` or `provider`.
+    /// `day` (default), `model`, `provider` or `endUser` (the end user's label).
     #[param(inline, value_type = Option<UsageGroupBy>)]
     group_by: Option<String>,
 }
 
 /// How usage is grouped.
 #[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
+#[schema(rename_all = "camelCase")]
 #[allow(dead_code)] // Documents the values of `groupBy`, which is parsed by hand.
 enum UsageGroupBy {
     Day,
     Model,
     Provider,
+    EndUser,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -59,21 +60,27 @@ pub struct LatencyMs {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageBucket {
-    /// The group: a `YYYY-MM-DD` day, a model or a provider; `total` for the totals.
+    /// The group: a `YYYY-MM-DD` day, a model, a provider or an end user's label; `total` for
+    /// the totals.
     key: String,
     requests: u64,
     /// Requests that failed (status 400 or above, or no answer).
     errors: u64,
     prompt_tokens: u64,
     completion_tokens: u64,
+    /// What the priced calls cost, in USD: the price table's prices times the usage each
+    /// provider reported (or the provider's own figure, for OpenRouter).
+    cost_usd: f64,
+    /// Calls that reported usage for a model without a price: not in `costUsd`.
+    unpriced_calls: u64,
     latency_ms: LatencyMs,
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"object": "usage", "groupBy": "day", "from": "2026-01-01T00:00:00Z", "to": "2026-01-31T00:00:00Z", "endUserLabel": null,
-    "total": {"key": "total", "requests": 3, "errors": 1, "promptTokens": 30, "completionTokens": 12, "latencyMs": {"p50": 420, "p95": 900}},
-    "data": [{"key": "2026-01-02", "requests": 3, "errors": 1, "promptTokens": 30, "completionTokens": 12, "latencyMs": {"p50": 420, "p95": 900}}]}))]
+    "total": {"key": "total", "requests": 3, "errors": 1, "promptTokens": 30, "completionTokens": 12, "costUsd": 0.000195, "unpricedCalls": 0, "latencyMs": {"p50": 420, "p95": 900}},
+    "data": [{"key": "2026-01-02", "requests": 3, "errors": 1, "promptTokens": 30, "completionTokens": 12, "costUsd": 0.000195, "unpricedCalls": 0, "latencyMs": {"p50": 420, "p95": 900}}]}))]
 pub struct UsageReport {
     /// Always `usage`.
     object: &'static str,
@@ -93,6 +100,7 @@ enum GroupBy {
     Day,
     Model,
     Provider,
+    EndUser,
 }
 
 /// RFC 3339 time, or a date (midnight UTC).
@@ -125,6 +133,8 @@ struct Bucket {
     errors: u64,
     prompt_tokens: u64,
     completion_tokens: u64,
+    cost_nanos: i64,
+    unpriced_calls: u64,
     latencies: Vec<u64>,
 }
 
@@ -136,6 +146,9 @@ fn summarise(key: &str, b: &mut Bucket) -> UsageBucket {
         errors: b.errors,
         prompt_tokens: b.prompt_tokens,
         completion_tokens: b.completion_tokens,
+        // Summed as integers; one conversion, so totals equal the sum of their buckets.
+        cost_usd: b.cost_nanos as f64 / 1e9,
+        unpriced_calls: b.unpriced_calls,
         latency_ms: LatencyMs { p50: percentile(&b.latencies, 0.50), p95: percentile(&b.latencies, 0.95) },
     }
 }
@@ -147,13 +160,18 @@ fn add(b: &mut Bucket, e: &UsageEvent) {
     }
     b.prompt_tokens += e.prompt_tokens.unwrap_or(0);
     b.completion_tokens += e.completion_tokens.unwrap_or(0);
+    match e.cost_nanos {
+        Some(nanos) => b.cost_nanos = b.cost_nanos.saturating_add(nanos),
+        None if e.prompt_tokens.is_some() => b.unpriced_calls += 1,
+        None => {}
+    }
     b.latencies.push(e.latency_ms);
 }
 
 /// Usage
 ///
-/// What your end users did through Relay: requests, errors, tokens and latency percentiles,
-/// grouped by day, model or provider.
+/// What your end users did through Relay: requests, errors, tokens, cost (USD) and latency
+/// percentiles, grouped by day, model, provider or end user.
 #[utoipa::path(
     get,
     path = "/v1/usage",
@@ -184,9 +202,13 @@ pub async fn usage(
         "day" => GroupBy::Day,
         "model" => GroupBy::Model,
         "provider" => GroupBy::Provider,
+        "endUser" => GroupBy::EndUser,
         _ => {
-            return Err(ApiError::invalid_request("invalid_group_by", "groupBy must be day, model or provider.")
-                .param("groupBy"))
+            return Err(ApiError::invalid_request(
+                "invalid_group_by",
+                "groupBy must be day, model, provider or endUser.",
+            )
+            .param("groupBy"))
         }
     };
     let end_user_id = match q.end_user_label.as_deref() {
@@ -208,6 +230,12 @@ pub async fn usage(
             format!("More than {MAX_EVENTS} requests in this range; ask for a shorter one."),
         ));
     }
+    let labels: HashMap<uuid::Uuid, String> = match group {
+        GroupBy::EndUser => {
+            store.usage_end_user_labels(auth.tenant_id, end_user_id, from, to).await?.into_iter().collect()
+        }
+        _ => HashMap::new(),
+    };
     let mut total = Bucket::default();
     let mut groups: BTreeMap<String, Bucket> = BTreeMap::new();
     for e in &events {
@@ -215,6 +243,11 @@ pub async fn usage(
             GroupBy::Day => e.created_at.format("%Y-%m-%d").to_string(),
             GroupBy::Model => e.model.clone(),
             GroupBy::Provider => e.provider.clone(),
+            // An event whose user was erased after it was read has no label left: skipped.
+            GroupBy::EndUser => match e.end_user_id.and_then(|id| labels.get(&id)) {
+                Some(label) => label.clone(),
+                None => continue,
+            },
         };
         add(groups.entry(key).or_default(), e);
         add(&mut total, e);
@@ -224,6 +257,7 @@ pub async fn usage(
         GroupBy::Day => "day",
         GroupBy::Model => "model",
         GroupBy::Provider => "provider",
+        GroupBy::EndUser => "endUser",
     };
     Ok(HttpResponse::Ok().json(UsageReport {
         object: "usage",

@@ -12,6 +12,7 @@ use crate::domain::EndUserLabel;
 use crate::error::{ApiError, ErrorBody};
 use crate::providers::{accepted_providers, ProviderId};
 use crate::store::{EndUser, SpendKey, SpendSubject, Store};
+use crate::usage_log::UsageLog;
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -96,9 +97,11 @@ pub(crate) async fn find_user(store: &dyn Store, auth: TenantAuth, raw: &str) ->
 pub async fn get(
     auth: TenantAuth,
     store: web::Data<dyn Store>,
+    usage: web::Data<UsageLog>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = find_user(&**store, auth, &path).await?;
+    usage.flush().await;
     let keys = store.list_provider_keys(user.id).await?;
     let month = Period::Month.start(Utc::now());
     let counters: Vec<SpendKey> = keys

@@ -302,6 +302,15 @@ impl Store for CachedStore {
     ) -> Result<Vec<UsageEvent>> {
         self.inner.usage_events_between(tenant_id, end_user_id, from, to, limit).await
     }
+    async fn usage_end_user_labels(
+        &self,
+        tenant_id: Uuid,
+        end_user_id: Option<Uuid>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, String)>> {
+        self.inner.usage_end_user_labels(tenant_id, end_user_id, from, to).await
+    }
 
     // Budgets are read on every call that can be charged, so they are cached like settings; a
     // change drops this node's entries for the tenant. Spend is never cached: it must hold

@@ -62,6 +62,7 @@ impl Dialect for Postgres {
         (2, "sessions", include_str!("../../../migrations/postgres/0002_sessions.sql")),
         (3, "base_url", include_str!("../../../migrations/postgres/0003_base_url.sql")),
         (4, "limits", include_str!("../../../migrations/postgres/0004_limits.sql")),
+        (5, "cost", include_str!("../../../migrations/postgres/0005_cost.sql")),
         (8, "budgets", include_str!("../../../migrations/postgres/0008_budgets.sql")),
     ];
 
@@ -107,6 +108,7 @@ impl Dialect for Sqlite {
         (2, "sessions", include_str!("../../../migrations/sqlite/0002_sessions.sql")),
         (3, "base_url", include_str!("../../../migrations/sqlite/0003_base_url.sql")),
         (4, "limits", include_str!("../../../migrations/sqlite/0004_limits.sql")),
+        (5, "cost", include_str!("../../../migrations/sqlite/0005_cost.sql")),
         (8, "budgets", include_str!("../../../migrations/sqlite/0008_budgets.sql")),
     ];
 

@@ -267,11 +267,16 @@ pub struct UsageEvent {
     pub paid: bool,
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
+    /// Of the prompt: read from and written to the provider's cache. Of the completion:
+    /// reasoning. `None` (like the counts above) when the provider reported no usage.
+    pub cached_tokens: Option<u64>,
+    pub cache_write_tokens: Option<u64>,
+    pub reasoning_tokens: Option<u64>,
+    /// What the call cost, in nano-USD (1e-9 USD); `None` without usage or without a price.
+    pub cost_nanos: Option<i64>,
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
     pub created_at: DateTime<Utc>,
-    /// What the call cost in nano-USD, when its model has a price and usage was reported.
-    pub cost_nanos: Option<i64>,
 }
 
 // ---- Budgets and spend ----
@@ -519,6 +524,17 @@ pub trait Store: Send + Sync + 'static {
     /// Records that `alert` fired for this counter; true only for the call that recorded it
     /// first (so an alert fires once per period across nodes).
     async fn mark_spend_alert(&self, tenant_id: Uuid, key: &SpendKey, alert: SpendAlert) -> Result<bool>;
+
+    // --- Cost (issue #12): what usage records cost, grouped by end user ---
+    /// The labels of the end users with usage events in the range `usage_events_between` reads
+    /// (same arguments), as (id, label): erased users are gone, with their events.
+    async fn usage_end_user_labels(
+        &self,
+        tenant_id: Uuid,
+        end_user_id: Option<Uuid>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, String)>>;
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
     async fn list_audit(&self, tenant_id: Option<Uuid>, limit: u32) -> Result<Vec<AuditEvent>>;

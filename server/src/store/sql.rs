@@ -57,7 +57,8 @@ macro_rules! settings_columns {
 macro_rules! usage_columns {
     () => {
         "id, tenant_id, end_user_id, api_key_id, provider, model, endpoint, status, paid, prompt_tokens, \
-         completion_tokens, latency_ms, ttft_ms, created_at"
+         completion_tokens, latency_ms, ttft_ms, created_at, cached_tokens, cache_write_tokens, reasoning_tokens, \
+         cost_nanos"
     };
 }
 /// Compare-and-set of a re-wrapped data key in a table of sealed keys.
@@ -207,7 +208,10 @@ fn usage_event(row: &impl Fields) -> Result<UsageEvent> {
         latency_ms: to_u64(row.i64("latency_ms")?),
         ttft_ms: row.opt_i64("ttft_ms")?.map(to_u64),
         created_at: row.time("created_at")?,
-        cost_nanos: None,
+        cached_tokens: row.opt_i64("cached_tokens")?.map(to_u64),
+        cache_write_tokens: row.opt_i64("cache_write_tokens")?.map(to_u64),
+        reasoning_tokens: row.opt_i64("reasoning_tokens")?.map(to_u64),
+        cost_nanos: row.opt_i64("cost_nanos")?,
     })
 }
 
@@ -705,7 +709,7 @@ where
     }
 
     async fn insert_usage_batch(&self, events: &[UsageEvent]) -> Result<()> {
-        // Multi-row INSERTs (14 binds a row, well under either database's bind limit per
+        // Multi-row INSERTs (18 binds a row, well under either database's bind limit per
         // statement), all in one transaction.
         let mut tx = self.pool.begin().await?;
         for chunk in events.chunks(USAGE_ROWS_PER_INSERT) {
@@ -725,7 +729,11 @@ where
                     .push_bind(e.completion_tokens.map(to_i64))
                     .push_bind(to_i64(e.latency_ms))
                     .push_bind(e.ttft_ms.map(to_i64))
-                    .push_bind(DB::time(e.created_at));
+                    .push_bind(DB::time(e.created_at))
+                    .push_bind(e.cached_tokens.map(to_i64))
+                    .push_bind(e.cache_write_tokens.map(to_i64))
+                    .push_bind(e.reasoning_tokens.map(to_i64))
+                    .push_bind(e.cost_nanos);
             });
             DB::execute_built(&mut *tx, insert).await?;
         }
@@ -877,6 +885,27 @@ where
             .execute(&self.pool)
             .await?;
         Ok(DB::rows_affected(&done) == 1)
+    }
+
+    async fn usage_end_user_labels(
+        &self,
+        tenant_id: Uuid,
+        end_user_id: Option<Uuid>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(Uuid, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, label FROM end_users WHERE tenant_id = $1 AND id IN (\
+             SELECT end_user_id FROM usage_events \
+             WHERE tenant_id = $1 AND ($2 IS NULL OR end_user_id = $2) AND created_at >= $3 AND created_at < $4)",
+        )
+        .bind(DB::id(tenant_id))
+        .bind(end_user_id.map(DB::id))
+        .bind(DB::time(from))
+        .bind(DB::time(to))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok((row.uuid("id")?, row.text("label")?))).collect()
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {

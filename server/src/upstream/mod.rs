@@ -30,6 +30,7 @@ use crate::budgets::Budgets;
 use crate::error::ApiError;
 use crate::keys::KeyService;
 use crate::metrics::Metrics;
+use crate::pricing::Prices;
 use crate::providers::{Dialect, ProviderId};
 use crate::ssrf::{CheckedUrl, SsrfError};
 use crate::usage_log::UsageLog;
@@ -44,6 +45,8 @@ pub struct Upstream {
     budgets: Budgets,
     metrics: Arc<Metrics>,
     usage: UsageLog,
+    /// What each usage record is priced at.
+    prices: Arc<Prices>,
 }
 
 impl Upstream {
@@ -53,8 +56,9 @@ impl Upstream {
         budgets: Budgets,
         metrics: Arc<Metrics>,
         usage: UsageLog,
+        prices: Arc<Prices>,
     ) -> Self {
-        Self { upstreams, keys, budgets, metrics, usage }
+        Self { upstreams, keys, budgets, metrics, usage, prices }
     }
 
     pub fn timeouts(&self) -> &UpstreamTimeouts {
@@ -114,7 +118,8 @@ impl Upstream {
         let target = self.upstreams.target(provider, base.as_ref(), path, query)?;
         let log = usage.is_some().then(|| self.usage.clone());
         let (model, endpoint) = usage.unwrap_or_default();
-        let mut recorder = UsageRecorder::new(log, self.metrics.clone(), caller, provider, model, endpoint);
+        let mut recorder =
+            UsageRecorder::new(log, self.metrics.clone(), self.prices.clone(), caller, provider, model, endpoint);
         recorder.budgeted(budgeted);
         Ok(Call {
             provider,

@@ -36,5 +36,5 @@ mod tools;
 pub use error::upstream_error;
 pub use provider::PROVIDER;
 pub use request::{chat_request, DEFAULT_MAX_TOKENS};
-pub use response::chat_response;
+pub use response::{chat_response, chat_usage};
 pub use stream::{chat_stream, AnthropicStream};

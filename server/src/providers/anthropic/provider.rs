@@ -23,6 +23,7 @@ pub static PROVIDER: Provider = Provider {
     dialect: &Translated {
         chat_request: super::chat_request,
         chat_response: super::chat_response,
+        chat_usage: super::chat_usage,
         chat_stream: |ctx| Box::new(EndsWithDone::new(super::chat_stream(ctx))),
         embeddings: None,
         upstream_error: super::upstream_error,

@@ -38,8 +38,11 @@ impl RawUsage {
             prompt_tokens: self.input + self.cache_creation + self.cache_read,
             completion_tokens: self.output,
             cached_tokens: self.cache_read,
-            // Anthropic does not report thinking tokens separately (they are in output_tokens).
+            cache_write_tokens: self.cache_creation,
+            // Anthropic does not report thinking tokens separately (they are in output_tokens,
+            // billed at the output price).
             reasoning_tokens: 0,
+            cost_nanos: None,
         }
     }
 }
@@ -55,6 +58,14 @@ pub(super) fn finish_reason(stop_reason: Option<&str>, tool_called: bool) -> &'s
         // format's.
         _ => finish::STOP,
     }
+}
+
+/// The usage of an Anthropic message (2xx body), cache writes included.
+pub fn chat_usage(body: &Value) -> Option<Usage> {
+    let u = body.get("usage").filter(|u| u.is_object())?;
+    let mut usage = RawUsage::default();
+    usage.update(u);
+    Some(usage.to_usage())
 }
 
 /// An Anthropic message (2xx body) -> an OpenAI `chat.completion`.

@@ -34,6 +34,6 @@ pub use embeddings::{embeddings_request, embeddings_response};
 pub use error::{redact_api_keys, retry_after_seconds, upstream_error};
 pub use provider::PROVIDER;
 pub use request::chat_request;
-pub use response::chat_response;
+pub use response::{chat_response, chat_usage};
 pub use stream::{chat_stream, GeminiStream};
 pub use tools::clean_schema;

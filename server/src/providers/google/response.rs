@@ -24,8 +24,11 @@ pub(super) fn map_finish(reason: &str) -> &'static str {
     }
 }
 
-/// `usageMetadata` in OpenAI's terms: thoughts count as completion (and reasoning) tokens; tool-use
-/// prompt tokens (code execution, search) as prompt tokens, so the total matches Gemini's.
+/// `usageMetadata` in OpenAI's terms: thoughts count as completion (and reasoning) tokens, since
+/// `candidatesTokenCount` leaves them out (total = prompt + tool-use prompt + candidates +
+/// thoughts); tool-use prompt tokens (code execution, search) as prompt tokens, so the total
+/// matches Gemini's. `promptTokenCount` already includes `cachedContentTokenCount`. Gemini bills
+/// no cache writes per call (explicit caches are billed for storage), so there are none.
 pub(super) fn usage_from(u: &Value) -> Usage {
     let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
     let thoughts = n("thoughtsTokenCount");
@@ -33,8 +36,15 @@ pub(super) fn usage_from(u: &Value) -> Usage {
         prompt_tokens: n("promptTokenCount") + n("toolUsePromptTokenCount"),
         completion_tokens: n("candidatesTokenCount") + thoughts,
         cached_tokens: n("cachedContentTokenCount"),
+        cache_write_tokens: 0,
         reasoning_tokens: thoughts,
+        cost_nanos: None,
     }
+}
+
+/// The usage of a whole `generateContent` answer.
+pub fn chat_usage(body: &Value) -> Option<Usage> {
+    body.get("usageMetadata").filter(|u| u.is_object()).map(usage_from)
 }
 
 /// One complete Gemini function call as an OpenAI tool call: (id, name, arguments JSON).

@@ -287,7 +287,8 @@ fn finish_reasons_and_usage() {
         assert_eq!(c["choices"][0]["finish_reason"], want, "{reason}");
         assert_eq!(
             c["usage"],
-            Usage { prompt_tokens: 5, completion_tokens: 5, cached_tokens: 4, reasoning_tokens: 3 }.to_json()
+            Usage { prompt_tokens: 5, completion_tokens: 5, cached_tokens: 4, reasoning_tokens: 3, ..Usage::default() }
+                .to_json()
         );
     }
     let blocked = json!({ "promptFeedback": { "blockReason": "SAFETY" } });
