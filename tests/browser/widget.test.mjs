@@ -706,7 +706,7 @@ after(() => {
   const docs = path.join(REPO, 'docs/screenshots');
   fs.mkdirSync(docs, { recursive: true });
   for (const name of ['hostile-page-form', 'hostile-page-success', 'error-rejected', 'error-expired', 'locale-ko',
-    'dark', 'phone-360', 'connect-page', 'connect-redirect-refused']) {
+    'dark', 'phone-360', 'connect-page', 'connect-redirect-refused', 'connect-page-cap']) {
     fs.copyFileSync(path.join(ARTIFACTS, `${name}.png`), path.join(docs, `widget-${name}.png`));
   }
 });
