@@ -1,5 +1,6 @@
 //! The end user's own monthly cap, set in Chromium by `widget.test.mjs` (the widget for OpenAI,
-//! /connect for Anthropic): shown to the tenant, enforced, and out of the tenant's reach.
+//! /connect for Anthropic): shown to the tenant, enforced, and out of the tenant's reach (no
+//! route, and neither a registration token nor a session token it mints works without the key).
 
 use relay::store::UsageEvent;
 use relay_tests::app::{assert_error, TestApp};
@@ -109,6 +110,36 @@ pub async fn the_cap_set_in_the_browser_holds(app: &TestApp, anthropic_key: &str
         .expect("request");
     assert_error(res, 400, "provider_key_rejected").await;
     assert_eq!(app.describe_token(&token).await.status(), 200, "the token is unused");
+
+    // Nor does a session token the tenant mints for the user, with the browser flow on.
+    let mut settings = app.store.get_tenant_settings(app.tenant_id).await.expect("store").unwrap_or_default();
+    settings.byok_flow_enabled = true;
+    assert!(app.store.update_tenant_settings(app.tenant_id, &settings).await.expect("store"));
+    let res = app
+        .client
+        .post(app.url("/v1/session-tokens"))
+        .bearer_auth(&app.api_key)
+        .json(&json!({"endUserLabel": CAP_USER}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 201);
+    let session: Value = res.json().await.expect("json");
+    let session = session["sessionToken"].as_str().expect("session token");
+    for (body, code) in [
+        (json!({"monthlyCapUsd": 1000}), "invalid_request_body"),
+        (json!({"key": guess, "monthlyCapUsd": 1000}), "provider_key_rejected"),
+    ] {
+        let res = app
+            .client
+            .post(app.url("/keys/openai"))
+            .header("x-relay-token", session)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        assert_error(res, 400, code).await;
+    }
     assert_eq!(caps(app).await, set, "the caps are unchanged");
     refused(app).await;
 }
