@@ -280,7 +280,8 @@
       mode === 'page' ? h('p', { class: 'result-note', text: t(willRedirect ? 'success.redirecting' : 'success.close') }) : null
     ]);
     show(card);
-    announce(t('success.title') + '. ' + t('success.body', { provider: name }));
+    var capText = cap == null ? '' : ' ' + t('success.cap') + ': ' + t('success.capValue', { amount: USD.format(cap) }) + '.';
+    announce(t('success.title') + '. ' + t('success.body', { provider: name }) + capText);
     focusIfOurs(title);
     tell({ type: 'success', provider: provider, fingerprint: fingerprint });
     if (willRedirect) {

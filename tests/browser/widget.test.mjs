@@ -347,6 +347,7 @@ test('the end user\'s own cap: a bad amount stays in the field, $0,05 goes with 
   assert.equal(posts(), 2);
   assert.equal(await frame.textContent('#relay-cap-summary'), '$0.05 per month');
   assert.match(await frame.textContent('.summary'), /Spending limit\$0\.05 per month/);
+  await frame.waitForFunction(() => /Spending limit: \$0\.05 per month\./.test(document.getElementById('relay-live').textContent));
   const told = await page.evaluate(() => window.__relay);
   assert.deepEqual(told.successes, [{ provider: 'openai', fingerprint: `sk-proj-…${OPENAI_KEY.slice(-4)}` }]);
   await shot(page, 'cap-success');
