@@ -259,7 +259,8 @@
     tell({ type: 'error', code: code, message: t(v.key + '.title'), recoverable: false });
   }
 
-  function success(provider, fingerprint) {
+  /** `cap`: the monthly cap in dollars the user set with the key, or null. */
+  function success(provider, fingerprint, cap) {
     state.done = true;
     var name = info(provider).name;
     var title = h('h1', { class: 'title', id: 'relay-title', tabindex: '-1', text: t('success.title') });
@@ -272,12 +273,15 @@
         h('div', {}, [h('dt', { text: t('success.provider') }), h('dd', {}, [
           h('span', { class: 'mark mark-sm', 'data-provider': provider, 'aria-hidden': 'true', text: info(provider).mark }),
           h('span', { text: name })])]),
-        h('div', {}, [h('dt', { text: t('success.key') }), h('dd', {}, [h('code', { class: 'fingerprint', id: 'relay-fingerprint', text: fingerprint })])])
+        h('div', {}, [h('dt', { text: t('success.key') }), h('dd', {}, [h('code', { class: 'fingerprint', id: 'relay-fingerprint', text: fingerprint })])]),
+        cap == null ? null : h('div', {}, [h('dt', { text: t('success.cap') }),
+          h('dd', { id: 'relay-cap-summary', text: t('success.capValue', { amount: USD.format(cap) }) })])
       ]),
       mode === 'page' ? h('p', { class: 'result-note', text: t(willRedirect ? 'success.redirecting' : 'success.close') }) : null
     ]);
     show(card);
-    announce(t('success.title') + '. ' + t('success.body', { provider: name }));
+    var capText = cap == null ? '' : ' ' + t('success.cap') + ': ' + t('success.capValue', { amount: USD.format(cap) }) + '.';
+    announce(t('success.title') + '. ' + t('success.body', { provider: name }) + capText);
     focusIfOurs(title);
     tell({ type: 'success', provider: provider, fingerprint: fingerprint });
     if (willRedirect) {
@@ -350,6 +354,18 @@
     els.hint = h('p', { class: 'hint', id: 'relay-key-hint' });
     els.error = h('p', { class: 'field-error', id: 'relay-key-error', hidden: true });
     els.suggest = h('div', { class: 'suggest', hidden: true });
+    els.cap = h('input', {
+      id: 'relay-cap', name: 'relay-monthly-cap', type: 'text', inputmode: 'decimal', autocomplete: 'off',
+      spellcheck: 'false', autocapitalize: 'off', autocorrect: 'off', maxlength: '20', placeholder: t('cap.placeholder'),
+      'aria-describedby': 'relay-cap-unit relay-cap-hint relay-cap-error', oninput: onCapInput
+    });
+    els.capWrap = h('div', { class: 'input-wrap amount', onmousedown: focusCap }, [
+      h('span', { class: 'affix affix-before', 'aria-hidden': 'true', text: '$' }),
+      els.cap,
+      h('span', { class: 'affix affix-after', 'aria-hidden': 'true', text: t('cap.unit') })
+    ]);
+    els.capHint = h('p', { class: 'hint', id: 'relay-cap-hint', text: t('cap.hint') });
+    els.capError = h('p', { class: 'field-error', id: 'relay-cap-error', hidden: true });
     els.banner = h('div', { class: 'banner', id: 'relay-banner', hidden: true });
     els.submitLabel = h('span', { text: t('submit') });
     els.submit = h('button', { type: 'submit', class: 'primary', id: 'relay-submit' }, [els.submitLabel]);
@@ -363,6 +379,13 @@
         els.hint,
         els.error,
         els.suggest
+      ]),
+      h('div', { class: 'field cap' }, [
+        h('label', { class: 'label', for: 'relay-cap', text: t('cap.label') }),
+        els.capWrap,
+        h('span', { class: 'sr-only', id: 'relay-cap-unit', text: t('cap.unitLabel') }),
+        els.capHint,
+        els.capError
       ]),
       els.banner,
       els.submit,
@@ -459,15 +482,22 @@
     els.toggle.setAttribute('aria-pressed', showing ? 'false' : 'true');
   }
 
+  /** Shows `text` under `field` ('key', 'baseUrl' or 'cap'), marks it invalid and focuses it. */
   function fieldError(text, field) {
-    var wrap = field === 'baseUrl' ? els.baseUrl.parentNode : els.keyWrap;
-    var input = field === 'baseUrl' ? els.baseUrl : els.key;
-    els.error.textContent = '';
-    els.error.appendChild(icon('alert', 'icon-xs'));
-    els.error.appendChild(h('span', { text: text }));
-    els.error.hidden = false;
-    els.hint.hidden = field !== 'baseUrl';
-    els.suggest.hidden = true;
+    var cap = field === 'cap', baseUrl = field === 'baseUrl';
+    var error = cap ? els.capError : els.error;
+    var wrap = cap ? els.capWrap : baseUrl ? els.baseUrl.parentNode : els.keyWrap;
+    var input = cap ? els.cap : baseUrl ? els.baseUrl : els.key;
+    error.textContent = '';
+    error.appendChild(icon('alert', 'icon-xs'));
+    error.appendChild(h('span', { text: text }));
+    error.hidden = false;
+    if (cap) {
+      els.capHint.hidden = true;
+    } else {
+      els.hint.hidden = !baseUrl;
+      els.suggest.hidden = true;
+    }
     wrap.classList.add('invalid');
     input.setAttribute('aria-invalid', 'true');
     announce(text, true);
@@ -484,6 +514,45 @@
     els.key.removeAttribute('aria-invalid');
     els.baseUrl.removeAttribute('aria-invalid');
   }
+
+  function clearCapError() {
+    els.capError.hidden = true;
+    els.capError.textContent = '';
+    els.capHint.hidden = false;
+    els.capWrap.classList.remove('invalid');
+    els.cap.removeAttribute('aria-invalid');
+  }
+
+  function onCapInput() {
+    if (!els.capError.hidden) {
+      clearCapError();
+      resized();
+    }
+  }
+
+  /** A click on the "$" or "per month" beside the amount puts the caret in it. */
+  function focusCap(event) {
+    if (event.target === els.cap) return;
+    event.preventDefault();
+    els.cap.focus();
+  }
+
+  /**
+   * The end user's own monthly cap as typed: empty is no cap (null); otherwise whole dollars and
+   * up to two decimals, with a point or a comma ("5", "12.50", "0,05", "$5"); anything else
+   * (a sign, "1,000", letters) is undefined. The upper bound is the server's (invalid_amount).
+   */
+  function parseCap(raw) {
+    var s = raw.replace(/[\uFF10-\uFF19\uFF0C\uFF0E\uFF04]/g, function (c) {
+      return String.fromCharCode(c.charCodeAt(0) - 0xFEE0); // full-width digits, "，", "．", "＄" from an IME
+    }).replace(/\s+/g, '').replace(/^\$/, '');
+    if (!s) return null;
+    var m = /^(\d*)(?:[.,](\d{0,2}))?$/.exec(s);
+    if (!m || !/\d/.test(s)) return undefined;
+    return Number((m[1] || '0') + '.' + (m[2] || '0'));
+  }
+
+  var USD = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD', minimumFractionDigits: 2 });
 
   function banner(text) {
     els.banner.textContent = '';
@@ -504,6 +573,7 @@
     els.submit.setAttribute('aria-disabled', busy ? 'true' : 'false');
     els.form.setAttribute('aria-busy', busy ? 'true' : 'false');
     els.key.readOnly = busy;
+    els.cap.readOnly = busy;
     els.submit.textContent = '';
     if (busy) {
       els.submit.appendChild(h('span', { class: 'spinner', 'aria-hidden': 'true' }));
@@ -523,6 +593,7 @@
     event.preventDefault();
     if (state.busy || state.done) return;
     clearFieldError();
+    clearCapError();
     hideBanner();
     var id = state.provider;
     var p = info(id);
@@ -536,6 +607,9 @@
       if (!/^https?:\/\/[^\s/]+/i.test(base)) return fieldError(t('error.baseUrl'), 'baseUrl');
       body.baseUrl = base;
     }
+    var cap = parseCap(els.cap.value);
+    if (cap === undefined) return fieldError(t('error.cap'), 'cap');
+    if (cap !== null) body.monthlyCapUsd = cap;
     setBusy(true);
     var res, payload = null;
     try {
@@ -559,7 +633,7 @@
     setBusy(false);
     if (res.ok && payload && typeof payload.fingerprint === 'string') {
       els.key.value = '';
-      success(String(payload.provider || id), payload.fingerprint);
+      success(String(payload.provider || id), payload.fingerprint, cap);
       return;
     }
     failed(res.status, payload && payload.error && payload.error.code);
@@ -584,6 +658,10 @@
       case 'provider_mismatch':
         message = t('error.mismatch', { provider: info(state.locked || state.provider).name });
         fieldError(message);
+        break;
+      case 'invalid_amount':
+        message = t('error.cap');
+        fieldError(message, 'cap');
         break;
       case 'provider_unavailable':
         message = t('error.unavailable', { provider: name });

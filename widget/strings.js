@@ -1,5 +1,6 @@
 /* Relay connect UI strings. Every locale has every key (tests/browser checks it). Placeholders:
- * {app} the app's display name, {provider} a provider's name, {hint} a key-format hint.
+ * {app} the app's display name, {provider} a provider's name, {hint} a key-format hint,
+ * {amount} a dollar amount ("$5.00").
  * Korean strings avoid particles that depend on the last letter of a placeholder. */
 (function () {
   'use strict';
@@ -30,6 +31,11 @@
     'hint.switch': 'Use {provider}',
     'baseUrl.label': 'Base URL',
     'baseUrl.hint': 'The API root, for example https://api.example.com/v1',
+    'cap.label': 'Limit what {app} may spend on this key',
+    'cap.placeholder': 'No limit',
+    'cap.unit': 'per month',
+    'cap.unitLabel': 'In US dollars, per calendar month.',
+    'cap.hint': 'Optional. Only you can change it, by connecting your key again.',
     'submit': 'Connect key',
     'submitting': 'Checking with {provider}…',
     'secure': 'Encrypted by Relay. {app} can use your key but never sees it.',
@@ -37,6 +43,8 @@
     'success.body': 'Your {provider} key is now connected to {app}.',
     'success.provider': 'Provider',
     'success.key': 'Key',
+    'success.cap': 'Spending limit',
+    'success.capValue': '{amount} per month',
     'success.close': 'You can close this page now.',
     'success.redirecting': 'Taking you back to the app…',
     'error.empty': 'Paste your {provider} API key.',
@@ -45,6 +53,7 @@
     'error.mismatch': 'This link only accepts keys from {provider}.',
     'error.baseUrl': 'Enter the server’s API root as a URL, for example https://llm.example.com/v1.',
     'error.unavailable': 'We couldn’t reach {provider} to check your key. Nothing was saved. Please try again.',
+    'error.cap': 'Enter an amount in US dollars, like 5 or 12.50, or leave it empty for no limit.',
     'error.network': 'Couldn’t reach Relay. Check your connection and try again.',
     'error.rateLimited': 'Too many attempts. Wait a moment and try again.',
     'error.server': 'Something went wrong on our side. Nothing was saved. Please try again.',
@@ -91,6 +100,11 @@
     'hint.switch': '{provider} 선택',
     'baseUrl.label': '기본 URL',
     'baseUrl.hint': 'API 루트 주소 (예: https://api.example.com/v1)',
+    'cap.label': '{app}에서 이 키로 쓸 수 있는 금액 한도',
+    'cap.placeholder': '한도 없음',
+    'cap.unit': '/월',
+    'cap.unitLabel': '미국 달러 기준, 한 달(1일~말일) 단위입니다.',
+    'cap.hint': '선택 사항입니다. 한도는 회원님이 키를 다시 연결할 때만 바꿀 수 있습니다.',
     'submit': '키 연결',
     'submitting': '{provider}에서 키를 확인하는 중…',
     'secure': 'Relay가 암호화하여 보관합니다. {app}에서 키를 사용할 수는 있지만 볼 수는 없습니다.',
@@ -98,6 +112,8 @@
     'success.body': '{provider} 키가 {app}에 연결되었습니다.',
     'success.provider': '제공업체',
     'success.key': '키',
+    'success.cap': '지출 한도',
+    'success.capValue': '월 {amount}',
     'success.close': '이제 이 페이지를 닫아도 됩니다.',
     'success.redirecting': '앱으로 돌아가는 중…',
     'error.empty': '{provider} API 키를 붙여 넣으세요.',
@@ -106,6 +122,7 @@
     'error.mismatch': '이 링크로는 {provider} 키만 연결할 수 있습니다.',
     'error.baseUrl': '서버의 API 루트 주소를 URL로 입력하세요. 예: https://llm.example.com/v1',
     'error.unavailable': '{provider}에 연결할 수 없어 키를 확인하지 못했습니다. 아무것도 저장되지 않았습니다. 다시 시도하세요.',
+    'error.cap': '금액을 미국 달러로 입력하세요(예: 5 또는 12.50). 한도를 두지 않으려면 비워 두세요.',
     'error.network': 'Relay에 연결할 수 없습니다. 인터넷 연결을 확인하고 다시 시도하세요.',
     'error.rateLimited': '시도 횟수가 너무 많습니다. 잠시 후 다시 시도하세요.',
     'error.server': '서버에 문제가 발생했습니다. 아무것도 저장되지 않았습니다. 다시 시도하세요.',

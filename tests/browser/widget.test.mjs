@@ -29,6 +29,7 @@ const OTHER_HOST = env('OTHER_HOST_URL'); // a reachable origin the tenant did n
 const API_KEY = env('RELAY_API_KEY');
 const APP_ID = env('APP_ID');
 const FLOW_USER = env('FLOW_USER');
+const CAP_USER = env('CAP_USER'); // sets their own cap: OpenAI in the widget, Anthropic on /connect
 const ANTHROPIC_KEY = env('ANTHROPIC_KEY');
 const OPENAI_KEY = env('OPENAI_KEY');
 const REJECTED_KEY = env('REJECTED_KEY');
@@ -283,6 +284,85 @@ test('rejected and malformed keys, keyboard only', { timeout: 60000 }, async () 
   await page.context().close();
 });
 
+test('the end user\'s own cap: a bad amount stays in the field, $0,05 goes with the key', { timeout: 60000 }, async () => {
+  const page = await newPage();
+  await page.goto(`${HOST}/host.html`);
+  const token = await mint(CAP_USER);
+  const frame = await mount(page, { registrationToken: token });
+  await frame.waitForSelector('#relay-form');
+  const posts = () => page.requestsSeen.filter((r) => r === `POST ${RELAY}/v1/connect`).length;
+
+  // Labelled, described, optional, under the key.
+  assert.equal(await frame.textContent('label[for="relay-cap"]'), 'Limit what Test App may spend on this key');
+  assert.equal(await frame.getAttribute('#relay-cap', 'inputmode'), 'decimal');
+  assert.equal(await frame.getAttribute('#relay-cap', 'aria-describedby'), 'relay-cap-unit relay-cap-hint relay-cap-error');
+  assert.equal(await frame.textContent('#relay-cap-unit'), 'In US dollars, per calendar month.');
+  assert.equal(await frame.textContent('#relay-cap-hint'), 'Optional. Only you can change it, by connecting your key again.');
+  assert.equal(await frame.textContent('.amount'), '$per month');
+  assert.equal(await frame.getAttribute('#relay-cap', 'placeholder'), 'No limit');
+
+  // Keyboard: the key, its Show button, then the cap.
+  await frame.focus('#relay-key');
+  await page.keyboard.type(OPENAI_KEY);
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Tab');
+  assert.equal(await activeId(frame), 'relay-cap');
+
+  // What is not a non-negative amount of dollars and cents is refused here; nothing is sent.
+  for (const bad of ['-5', '1,000', 'five', '5.001', '.']) {
+    await page.keyboard.press('Control+A');
+    await page.keyboard.type(bad);
+    await page.keyboard.press('Enter');
+    await frame.waitForSelector('#relay-cap-error:not([hidden])');
+    assert.equal(await frame.textContent('#relay-cap-error'),
+      'Enter an amount in US dollars, like 5 or 12.50, or leave it empty for no limit.', bad);
+    assert.equal(await frame.getAttribute('#relay-cap', 'aria-invalid'), 'true');
+    assert.equal(await frame.isHidden('#relay-cap-hint'), true);
+    assert.equal(await activeId(frame), 'relay-cap', 'focus on the field to fix');
+    assert.equal(posts(), 0, `nothing was sent for ${bad}`);
+  }
+  await frame.waitForFunction(() => /Enter an amount/.test(document.getElementById('relay-alert').textContent));
+  await shot(page, 'cap-error');
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('5');
+  assert.equal(await frame.getAttribute('#relay-cap', 'aria-invalid'), null, 'typing clears the error');
+  assert.equal(await frame.isHidden('#relay-cap-error'), true);
+
+  // Relay's own bound (invalid_amount) lands on the same field; the token stays usable.
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('2000000000');
+  await page.keyboard.press('Enter');
+  await frame.waitForSelector('#relay-cap-error:not([hidden])');
+  assert.equal(posts(), 1);
+  assert.equal(await activeId(frame), 'relay-cap');
+  await page.waitForFunction(() => window.__relay.errors.length > 0);
+  assert.equal((await page.evaluate(() => window.__relay)).errors[0].code, 'invalid_amount');
+  assert.equal((await api('GET', `/v1/connect/${token}`)).status, 200, 'the token is still unused');
+
+  // A comma works as the decimal separator.
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('0,05');
+  await page.keyboard.press('Enter');
+  await frame.waitForSelector('[data-view="success"]');
+  assert.equal(posts(), 2);
+  assert.equal(await frame.textContent('#relay-cap-summary'), '$0.05 per month');
+  assert.match(await frame.textContent('.summary'), /Spending limit\$0\.05 per month/);
+  await frame.waitForFunction(() => /Spending limit: \$0\.05 per month\./.test(document.getElementById('relay-live').textContent));
+  const told = await page.evaluate(() => window.__relay);
+  assert.deepEqual(told.successes, [{ provider: 'openai', fingerprint: `sk-proj-…${OPENAI_KEY.slice(-4)}` }]);
+  await shot(page, 'cap-success');
+
+  // The tenant sees the cap with the key.
+  const user = await api('GET', `/v1/users/${CAP_USER}`);
+  assert.equal(user.status, 200);
+  const openai = user.body.providers.find((p) => p.provider === 'openai');
+  assert.equal(openai.monthlyCapUsd, 0.05);
+  assert.equal(openai.spentThisMonthUsd, 0);
+  assertNoSecret(JSON.stringify(told), 'the page');
+  assertCleanConsole(page);
+  await page.context().close();
+});
+
 test('OpenAI-compatible: a base URL field, checked by Relay, and the key stored for that server', { timeout: 60000 }, async () => {
   const page = await newPage();
   await page.goto(`${HOST}/host.html`);
@@ -351,6 +431,9 @@ test('Korean, with the provider locked by the token', { timeout: 30000 }, async 
   assert.equal(await frame.textContent('#relay-submit'), '키 연결');
   assert.match(await frame.textContent('.locked'), /Anthropic.*Test App에서 지정함/);
   assert.equal(await frame.$('fieldset.providers'), null, 'no picker when the token locks the provider');
+  assert.equal(await frame.textContent('label[for="relay-cap"]'), 'Test App에서 이 키로 쓸 수 있는 금액 한도');
+  assert.equal(await frame.textContent('.amount'), '$/월');
+  assert.equal(await frame.getAttribute('#relay-cap', 'placeholder'), '한도 없음');
   await shot(page, 'locale-ko');
 
   await frame.focus('#relay-key');
@@ -475,6 +558,49 @@ test('/connect: result to the React Native and WebKit bridges; the token leaves 
   await page.context().close();
 });
 
+test('/connect: the end user\'s own cap, dark, on a 360 px phone', { timeout: 60000 }, async () => {
+  const page = await newPage({ width: 360, height: 780, mobile: true, scale: 3 });
+  const token = await mint(CAP_USER, 'anthropic');
+  await page.goto(`${RELAY}/connect?token=${token}&theme=dark`);
+  await page.waitForSelector('#relay-form');
+  await page.focus('#relay-key');
+  await page.keyboard.type(ANTHROPIC_KEY);
+  await page.click('.amount .affix-before');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'relay-cap', 'a click on "$" focuses the amount');
+  await page.keyboard.type('2.5');
+  const look = await page.evaluate(() => {
+    const cap = document.getElementById('relay-cap');
+    const wrap = cap.parentElement;
+    return {
+      overflow: document.documentElement.scrollWidth - document.documentElement.clientWidth,
+      wrapRight: wrap.getBoundingClientRect().right,
+      width: document.documentElement.clientWidth,
+      font: parseFloat(getComputedStyle(cap).fontSize),
+      height: wrap.getBoundingClientRect().height,
+      background: getComputedStyle(wrap).backgroundColor,
+      text: getComputedStyle(cap).color,
+      unit: getComputedStyle(wrap.lastElementChild).color,
+    };
+  });
+  assert.equal(look.overflow, 0, 'no horizontal scrolling');
+  assert.ok(look.wrapRight <= look.width, 'the amount field fits');
+  assert.ok(look.font >= 16, 'no zoom-on-focus on iOS');
+  assert.ok(look.height >= 44, 'touch-sized');
+  assert.equal(look.background, 'rgb(23, 26, 33)', 'the dark surface');
+  assert.equal(look.text, 'rgb(236, 238, 243)');
+  assert.equal(look.unit, 'rgb(162, 170, 186)', 'the unit in the muted colour');
+  await shot(page, 'connect-page-cap', { full: true });
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('[data-view="success"]');
+  assert.equal(await page.textContent('#relay-cap-summary'), '$2.50 per month');
+  await shot(page, 'connect-page-cap-success', { full: true });
+  const user = await api('GET', `/v1/users/${CAP_USER}`);
+  const anthropic = user.body.providers.find((p) => p.provider === 'anthropic');
+  assert.equal(anthropic.monthlyCapUsd, 2.5);
+  assertCleanConsole(page);
+  await page.context().close();
+});
+
 test('/connect: redirect_uri on an allowed origin gets the result', { timeout: 60000 }, async () => {
   const page = await newPage({ width: 390, height: 844, mobile: true });
   const token = await mint('redirect-user');
@@ -581,7 +707,7 @@ after(() => {
   const docs = path.join(REPO, 'docs/screenshots');
   fs.mkdirSync(docs, { recursive: true });
   for (const name of ['hostile-page-form', 'hostile-page-success', 'error-rejected', 'error-expired', 'locale-ko',
-    'dark', 'phone-360', 'connect-page', 'connect-redirect-refused']) {
+    'dark', 'phone-360', 'connect-page', 'connect-redirect-refused', 'connect-page-cap']) {
     fs.copyFileSync(path.join(ARTIFACTS, `${name}.png`), path.join(docs, `widget-${name}.png`));
   }
 });

@@ -19,6 +19,9 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use sha2::Digest;
 
+#[path = "widget_browser/own_cap.rs"]
+mod own_cap;
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn browser_dir() -> PathBuf {
@@ -158,6 +161,7 @@ async fn widget_in_headless_chromium() {
         .env("RELAY_API_KEY", &app.api_key)
         .env("APP_ID", &app_id)
         .env("FLOW_USER", "flow-user")
+        .env("CAP_USER", own_cap::CAP_USER)
         .env("ANTHROPIC_KEY", &anthropic_key)
         .env("COMPATIBLE_KEY", compatible_key)
         .env("COMPATIBLE_BASE_URL", &compatible_base)
@@ -202,6 +206,8 @@ async fn widget_in_headless_chromium() {
     assert_eq!(user["providers"][0]["provider"], "openai");
     let rejected: Value = app.get_user("rejected-user").await.json().await.expect("json");
     assert_eq!(rejected["providers"], json!([]), "a rejected key is not stored");
+
+    own_cap::the_cap_set_in_the_browser_holds(&app, &anthropic_key).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
