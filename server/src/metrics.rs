@@ -23,6 +23,7 @@ pub struct Metrics {
     pub key_decrypt_failures: IntCounter,
     pub rate_limited: IntCounterVec,
     pub rate_limit_backend_errors: IntCounter,
+    pub key_status_changes: IntCounterVec,
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
@@ -76,6 +77,13 @@ impl Metrics {
                 "rate_limit_backend_errors_total",
                 "Rate-limit checks Redis did not answer, decided by this node alone",
             )?,
+            key_status_changes: IntCounterVec::new(
+                Opts::new(
+                    "key_status_changes_total",
+                    "Stored provider keys whose status changed, by provider and new status (ok, invalid, quota_exhausted)",
+                ),
+                &["provider", "status"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.http_requests.clone()))?;
@@ -88,6 +96,7 @@ impl Metrics {
         m.registry.register(Box::new(m.key_decrypt_failures.clone()))?;
         m.registry.register(Box::new(m.rate_limited.clone()))?;
         m.registry.register(Box::new(m.rate_limit_backend_errors.clone()))?;
+        m.registry.register(Box::new(m.key_status_changes.clone()))?;
         Ok(m)
     }
 

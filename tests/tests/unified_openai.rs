@@ -191,7 +191,9 @@ async fn upstream_errors_keep_status_and_rate_limit_headers() {
     assert!(!text.contains(&key) && !text.contains(&key[8..]), "{text}");
     assert!(text.contains("Incorrect API key provided: sk-proj-…"), "{text}");
 
-    // The same in the middle of a stream, passed on as OpenAI's error event.
+    // The same in the middle of a stream, passed on as OpenAI's error event. (The 401 marked the
+    // key invalid: a new one is connected first.)
+    let key = app.connect_new_key("cy2", "openai").await;
     let event =
         json!({"error": {"message": format!("Incorrect API key provided: {key}."), "type": "invalid_request_error"}});
     app.mock.reply(Reply::Sse {

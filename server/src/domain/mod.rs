@@ -1,6 +1,8 @@
-//! Values parsed once at the edge: an end-user label, and (in `limits`) rates and limits. A
-//! value of these types is valid by construction, so nothing past the route layer checks it again.
+//! Values parsed once at the edge: an end-user label, (in `limits`) rates and limits, and (in
+//! `key_health`) a stored key's status. A value of these types is valid by construction, so
+//! nothing past the route layer checks it again.
 
+pub mod key_health;
 pub mod limits;
 
 use std::fmt;

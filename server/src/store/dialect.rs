@@ -62,6 +62,7 @@ impl Dialect for Postgres {
         (2, "sessions", include_str!("../../../migrations/postgres/0002_sessions.sql")),
         (3, "base_url", include_str!("../../../migrations/postgres/0003_base_url.sql")),
         (4, "limits", include_str!("../../../migrations/postgres/0004_limits.sql")),
+        (7, "key_health", include_str!("../../../migrations/postgres/0007_key_health.sql")),
     ];
 
     type Id = Uuid;
@@ -106,6 +107,7 @@ impl Dialect for Sqlite {
         (2, "sessions", include_str!("../../../migrations/sqlite/0002_sessions.sql")),
         (3, "base_url", include_str!("../../../migrations/sqlite/0003_base_url.sql")),
         (4, "limits", include_str!("../../../migrations/sqlite/0004_limits.sql")),
+        (7, "key_health", include_str!("../../../migrations/sqlite/0007_key_health.sql")),
     ];
 
     type Id = String;

@@ -35,7 +35,7 @@ macro_rules! end_user_columns {
 macro_rules! provider_key_columns {
     () => {
         "id, tenant_id, end_user_id, provider, fingerprint, kek_version, wrapped_dek, ciphertext, created_at, \
-         last_used_at, base_url"
+         last_used_at, base_url, status, status_reason, status_at"
     };
 }
 macro_rules! signing_key_columns {
@@ -122,6 +122,15 @@ fn provider_key(row: &impl Fields) -> Result<StoredProviderKey> {
         created_at: row.time("created_at")?,
         last_used_at: row.opt_time("last_used_at")?,
         base_url: row.opt_text("base_url")?,
+        health: key_health(row)?,
+    })
+}
+
+fn key_health(row: &impl Fields) -> Result<KeyHealth> {
+    Ok(KeyHealth {
+        status: key_status_from_column(&row.text("status")?)?,
+        reason: row.opt_text("status_reason")?,
+        at: row.opt_time("status_at")?,
     })
 }
 
@@ -165,6 +174,7 @@ fn key_summary(row: &impl Fields) -> Result<ProviderKeySummary> {
         fingerprint: row.text("fingerprint")?,
         created_at: row.time("created_at")?,
         last_used_at: row.opt_time("last_used_at")?,
+        health: key_health(row)?,
     })
 }
 
@@ -232,10 +242,11 @@ where
         const UPSERT: &str = concat!(
             "INSERT INTO provider_keys (",
             provider_key_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
              ON CONFLICT (end_user_id, provider) DO UPDATE SET id = EXCLUDED.id, fingerprint = EXCLUDED.fingerprint, \
              kek_version = EXCLUDED.kek_version, wrapped_dek = EXCLUDED.wrapped_dek, ciphertext = EXCLUDED.ciphertext, \
-             created_at = EXCLUDED.created_at, last_used_at = NULL, base_url = EXCLUDED.base_url"
+             created_at = EXCLUDED.created_at, last_used_at = NULL, base_url = EXCLUDED.base_url, \
+             status = EXCLUDED.status, status_reason = EXCLUDED.status_reason, status_at = EXCLUDED.status_at"
         );
         sqlx::query(UPSERT)
             .bind(DB::id(key.id))
@@ -249,6 +260,9 @@ where
             .bind(DB::time(key.created_at))
             .bind(key.last_used_at.map(DB::time))
             .bind(key.base_url.as_deref())
+            .bind(key.health.status.as_str())
+            .bind(key.health.reason.as_deref())
+            .bind(key.health.at.map(DB::time))
             .execute(executor)
             .await?;
         Ok(())
@@ -573,8 +587,8 @@ where
 
     async fn list_provider_keys(&self, end_user_id: Uuid) -> Result<Vec<ProviderKeySummary>> {
         sqlx::query(
-            "SELECT provider, fingerprint, created_at, last_used_at FROM provider_keys WHERE end_user_id = $1 \
-             ORDER BY provider",
+            "SELECT provider, fingerprint, created_at, last_used_at, status, status_reason, status_at \
+             FROM provider_keys WHERE end_user_id = $1 ORDER BY provider",
         )
         .bind(DB::id(end_user_id))
         .fetch_all(&self.pool)
@@ -742,6 +756,20 @@ where
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn set_provider_key_health(&self, id: Uuid, health: &KeyHealth) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE provider_keys SET status = $2, status_reason = $3, status_at = $4 \
+             WHERE id = $1 AND status <> $2 AND status <> 'invalid'",
+        )
+        .bind(DB::id(id))
+        .bind(health.status.as_str())
+        .bind(health.reason.as_deref())
+        .bind(health.at.map(DB::time))
+        .execute(&self.pool)
+        .await?;
+        Ok(DB::rows_affected(&done) == 1)
     }
 
     async fn list_audit(&self, tenant_id: Option<Uuid>, limit: u32) -> Result<Vec<AuditEvent>> {
