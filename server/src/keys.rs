@@ -1,6 +1,6 @@
-//! End users' provider keys: connecting one with a registration token, opening one for a request,
-//! and re-wrapping all of them under the newest master key. Plaintext exists only in `SecretString`
-//! values that live for one call.
+//! End users' provider keys: connecting one with a registration token, opening one for a request
+//! (never one a provider refused), recording its health, and re-wrapping all of them under the
+//! newest master key. Plaintext exists only in `SecretString` values that live for one call.
 
 use std::sync::Arc;
 
