@@ -2,7 +2,8 @@
 //! with a masked reason and a time) and later calls are refused with 403 `enduser_key_invalid`
 //! without reaching the provider, on the unified API and the passthrough alike, until a key is
 //! connected again; a quota error marks `quota_exhausted` and the next success clears it; a
-//! plain rate limit changes nothing.
+//! plain rate limit changes nothing. The byok flow's `GET /keys` shows the same, and its
+//! `POST /keys/{provider}` resets it.
 
 use relay_tests::app::{assert_error, spawn_app, TestApp};
 use relay_tests::mock::{Reply, PRESENTED_KEY};
@@ -21,6 +22,8 @@ both_backends!(
     the_passthrough_marks_and_refuses_the_same_way,
     a_quota_error_marks_quota_exhausted_and_a_success_clears_it,
     a_rate_limit_changes_nothing,
+    the_byok_flow_lists_the_status_and_storing_a_key_resets_it,
+    a_call_in_flight_does_not_mark_a_key_connected_since,
 );
 
 fn json_reply(status: u16, body: Value) -> Reply {
@@ -203,4 +206,83 @@ async fn a_rate_limit_changes_nothing(backend: Backend) {
     assert_ok(&entry);
     assert!(entry["statusAt"].is_null(), "{entry}");
     assert!(!metrics(&app).await.contains("relay_key_status_changes_total{"), "no change counted");
+}
+
+async fn the_byok_flow_lists_the_status_and_storing_a_key_resets_it(backend: Backend) {
+    const ORIGIN: &str = "https://app.example.com";
+    let app = spawn_app(backend).await;
+    let settings = relay::store::TenantSettings {
+        byok_flow_enabled: true,
+        allowed_origins: vec![ORIGIN.into()],
+        ..Default::default()
+    };
+    assert!(app.store.update_tenant_settings(app.tenant_id, &settings).await.expect("settings"));
+    let app_id = app.store.get_tenant(app.tenant_id).await.expect("store").expect("tenant").app_id;
+    let res = app.client.post(app.url("/users")).header("origin", ORIGIN).json(&json!({"app_id": app_id})).send();
+    let registered: Value = res.await.expect("register").json().await.expect("json");
+    let token = registered["token"].as_str().expect("a session token").to_owned();
+    let store_key = |key: String| {
+        app.mock.accept(&key);
+        app.client
+            .post(app.url("/keys/openai"))
+            .header("origin", ORIGIN)
+            .header("x-relay-token", &token)
+            .json(&json!({"key": key}))
+            .send()
+    };
+    let listed = || async {
+        let res = app.client.get(app.url("/keys")).header("origin", ORIGIN).header("x-relay-token", &token).send();
+        let v: Value = res.await.expect("list").json().await.expect("json");
+        v["keys"][0].clone()
+    };
+    let relay = || {
+        app.client
+            .post(app.url("/relay/openai/v1/chat/completions"))
+            .header("origin", ORIGIN)
+            .header("x-relay-token", &token)
+            .json(&json!({"model": "gpt-4o-mini", "messages": []}))
+            .send()
+    };
+
+    let key = relay_tests::fake_keys::for_provider("openai");
+    assert_eq!(store_key(key.clone()).await.expect("store").status(), 200);
+    assert_ok(&listed().await);
+    app.mock.reply(json_reply(401, json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}})));
+    assert_eq!(relay().await.expect("relay").status(), 401);
+    assert_invalid(&listed().await, &key, "openai answered 401 invalid_request_error: Incorrect API key provided");
+    let reached = app.mock.requests().len();
+    assert_error(relay().await.expect("relay"), 403, "enduser_key_invalid").await;
+    assert_eq!(app.mock.requests().len(), reached, "no call reached the provider");
+
+    app.mock.reply(completion());
+    assert_eq!(store_key(relay_tests::fake_keys::for_provider("openai")).await.expect("store").status(), 200);
+    assert_ok(&listed().await);
+    assert_eq!(relay().await.expect("relay").status(), 200);
+}
+
+async fn a_call_in_flight_does_not_mark_a_key_connected_since(backend: Backend) {
+    let app = std::sync::Arc::new(spawn_app(backend).await);
+    app.connect_new_key("u", "openai").await;
+    // A 401 whose body takes a while: Relay reads it before it judges the key.
+    let body = json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}});
+    app.mock.reply(Reply::Raw {
+        status: 401,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string().into_bytes(),
+        max_piece: 8,
+        delay: std::time::Duration::from_millis(100),
+    });
+    let in_flight = tokio::spawn({
+        let app = app.clone();
+        async move { chat(&app, "gpt-4o-mini").await.status() }
+    });
+    while !app.mock.requests().iter().any(|r| r.method == "POST") {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    app.connect_new_key("u", "openai").await;
+    assert!(!in_flight.is_finished(), "the old call was still being answered when the new key came");
+    assert_eq!(in_flight.await.expect("the call"), 401);
+    let entry = stored(&app).await;
+    assert_ok(&entry);
+    assert!(entry["statusAt"].is_null(), "the new key was never marked: {entry}");
 }
