@@ -429,7 +429,7 @@ fn sealed_provider_label<'a>(provider: &'a str, base_url: Option<&str>) -> std::
 }
 
 /// 403 `enduser_key_invalid`: the provider refused the stored key; only a new one helps.
-pub fn key_invalid(provider: ProviderId) -> ApiError {
+fn key_invalid(provider: ProviderId) -> ApiError {
     ApiError::forbidden(
         "enduser_key_invalid",
         format!(

@@ -270,7 +270,7 @@ async fn a_call_in_flight_does_not_mark_a_key_connected_since(backend: Backend) 
         headers: vec![("content-type".into(), "application/json".into())],
         body: body.to_string().into_bytes(),
         max_piece: 8,
-        delay: std::time::Duration::from_millis(100),
+        delay: std::time::Duration::from_millis(150),
     });
     let in_flight = tokio::spawn({
         let app = app.clone();
