@@ -81,3 +81,14 @@ pub fn reason(provider: ProviderId, status: u16, kind: &str, message: &str) -> S
     let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
     format!("{provider} answered {status} {kind}: {message}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_one_line_naming_the_answer() {
+        let r = reason(ProviderId::Anthropic, 401, "authentication_error", "invalid\n  x-api-key ");
+        assert_eq!(r, "anthropic answered 401 authentication_error: invalid x-api-key");
+    }
+}
