@@ -1,6 +1,6 @@
-//! End users' provider keys: connecting one with a registration token, opening one for a request,
-//! and re-wrapping all of them under the newest master key. Plaintext exists only in `SecretString`
-//! values that live for one call.
+//! End users' provider keys: connecting one with a registration token, opening one for a request
+//! (never one a provider refused), recording its health, and re-wrapping all of them under the
+//! newest master key. Plaintext exists only in `SecretString` values that live for one call.
 
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::auth::session;
 use crate::auth::tokens::RegistrationTokenHash;
+use crate::domain::key_health::{KeyHealth, KeyStatus};
 use crate::domain::money::Usd;
 use crate::error::ApiError;
 use crate::providers::{self, ProviderId};
@@ -222,6 +223,7 @@ impl KeyService {
             last_used_at: None,
             base_url,
             monthly_cap,
+            health: KeyHealth::default(),
         })
     }
 
@@ -278,7 +280,8 @@ impl KeyService {
         }
     }
 
-    /// Opens an end user's key for one request.
+    /// Opens an end user's key for one request. A key a provider refused (`invalid`) is not
+    /// opened: 403 `enduser_key_invalid` until the end user connects a new one.
     pub async fn open(
         &self,
         end_user: &EndUser,
@@ -292,6 +295,9 @@ impl KeyService {
                 ),
             )
         })?;
+        if row.health.status == KeyStatus::Invalid {
+            return Err(key_invalid(provider));
+        }
         let label = sealed_provider_label(provider.as_str(), row.base_url.as_deref());
         let ctx = SealContext {
             tenant_id: end_user.tenant_id,
@@ -336,6 +342,16 @@ impl KeyService {
         if let Err(e) = self.store.touch_provider_key(row.id, now).await {
             tracing::warn!(error = ?e, "could not record key use");
         }
+    }
+
+    /// Records what a provider's answer said about the key row `key_id` (see
+    /// `Store::set_provider_key_health`); true when this call changed its status. A database
+    /// that fails is logged: the call's answer goes out all the same.
+    pub async fn set_health(&self, key_id: Uuid, health: &KeyHealth) -> bool {
+        self.store.set_provider_key_health(key_id, health).await.unwrap_or_else(|e| {
+            tracing::warn!(error = ?e, "could not record a key's health");
+            false
+        })
     }
 
     /// Re-wraps every data key not yet under the newest KEK. Safe while servers keep serving:
@@ -420,6 +436,17 @@ fn sealed_provider_label<'a>(provider: &'a str, base_url: Option<&str>) -> std::
         Some(base) => std::borrow::Cow::Owned(format!("{provider}|{base}")),
         None => std::borrow::Cow::Borrowed(provider),
     }
+}
+
+/// 403 `enduser_key_invalid`: the provider refused the stored key; only a new one helps.
+fn key_invalid(provider: ProviderId) -> ApiError {
+    ApiError::forbidden(
+        "enduser_key_invalid",
+        format!(
+            "{provider} refused this end user's stored {provider} key, so Relay no longer sends it. \
+             The end user must connect a new {provider} key: send them a registration token."
+        ),
+    )
 }
 
 fn invalid_token() -> ApiError {

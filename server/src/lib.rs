@@ -8,14 +8,18 @@
 //!   `Caller`, the extractor that resolves the end user a provider call is for and admits it.
 //! - `gateway` is the unified API (chat, embeddings, models); `passthrough` the raw
 //!   `/relay/{provider}/…`. Both reach providers through `upstream`, the one way there: key
-//!   opened and injected, target, timeouts, errors, masking, metrics, usage records.
+//!   opened and injected, target, timeouts, errors, masking, metrics, usage records, and the
+//!   key's health as the provider's answer shows it.
 //! - `providers` holds one definition per provider (`Provider`: URL, auth, key format, paths,
 //!   routing, dialect) and the translators; nothing outside it matches on a provider.
-//! - `keys` connects, opens and rotates provider keys; `vault` is the envelope encryption;
-//!   `store` the PostgreSQL and SQLite persistence (behind `store::cached`).
-//! - `pricing` is the price table and what a call cost; `upstream` prices each usage record.
-//! - Beside them: `domain` (values parsed at the edge, rates and limits), `ratelimit`, `browser`
-//!   (CORS, client addresses), `audit`, `usage_log`, `metrics`, `ssrf`, `sse`, `config`, `cli`.
+//! - `keys` connects, opens (refusing a key marked `invalid`) and rotates provider keys; `vault`
+//!   is the envelope encryption; `store` the PostgreSQL and SQLite persistence (behind
+//!   `store::cached`).
+//! - `pricing` is the price table and what a call cost; `upstream` prices each usage record;
+//!   `budgets` admits a call while the limits that apply to it have room.
+//! - Beside them: `domain` (values parsed at the edge: rates and limits, money, key status),
+//!   `ratelimit`, `browser` (CORS, client addresses), `audit`, `usage_log`, `metrics`, `ssrf`,
+//!   `sse`, `config`, `cli`.
 //!
 //! Dependencies point down this list: nothing below `routes` imports `startup`, and
 //! `tests/tests/architecture.rs` keeps it so.

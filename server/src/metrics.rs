@@ -28,6 +28,7 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     pub rate_limit_backend_errors: IntCounter,
     pub budget_refusals: IntCounterVec,
+    pub key_status_changes: IntCounterVec,
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
@@ -102,6 +103,13 @@ impl Metrics {
                 ),
                 &["budget"],
             )?,
+            key_status_changes: IntCounterVec::new(
+                Opts::new(
+                    "key_status_changes_total",
+                    "Stored provider keys whose status changed, by provider and new status (ok, invalid, quota_exhausted)",
+                ),
+                &["provider", "status"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.http_requests.clone()))?;
@@ -117,6 +125,7 @@ impl Metrics {
         m.registry.register(Box::new(m.rate_limited.clone()))?;
         m.registry.register(Box::new(m.rate_limit_backend_errors.clone()))?;
         m.registry.register(Box::new(m.budget_refusals.clone()))?;
+        m.registry.register(Box::new(m.key_status_changes.clone()))?;
         Ok(m)
     }
 

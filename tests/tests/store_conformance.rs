@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use relay::auth::session::{signing_key_context, SIGNING_KEY_NAME};
+use relay::domain::key_health::{KeyHealth, KeyStatus};
 use relay::providers::{self, ProviderId};
 use relay::store::{
     ApiKeyRecord, AuditEvent, DatabaseUrl, DynStore, NewRegistrationToken, ProviderKeySummary, RedeemError,
@@ -82,6 +83,7 @@ macro_rules! all_checks {
             check_migration_backfills_app_ids => postgres_migration_backfills_app_ids, sqlite_migration_backfills_app_ids;
             check_usage_batches => postgres_usage_batches, sqlite_usage_batches;
             check_usage_cost => postgres_usage_cost, sqlite_usage_cost;
+            check_provider_key_health => postgres_provider_key_health, sqlite_provider_key_health;
         }
     };
 }
@@ -189,6 +191,7 @@ async fn sealed_row(
         last_used_at: None,
         base_url: None,
         monthly_cap: None,
+        health: KeyHealth::default(),
     };
     Ok((row, plaintext))
 }
@@ -225,6 +228,7 @@ fn summary(row: &StoredProviderKey) -> ProviderKeySummary {
         created_at: row.created_at,
         last_used_at: row.last_used_at,
         monthly_cap: row.monthly_cap,
+        health: row.health.clone(),
     }
 }
 
@@ -1084,5 +1088,52 @@ async fn check_usage_cost(store: DynStore) -> anyhow::Result<()> {
     store.delete_end_user(a.id, "bob").await?;
     assert_eq!(store.usage_end_user_labels(a.id, None, t(0), t(10)).await?, vec![(alice.id, "alice".to_owned())]);
     assert_eq!(store.list_usage_events(a.id, 10).await?.len(), 2);
+    Ok(())
+}
+
+/// Key health: a stored key is `ok`; each change is reported once; `invalid` is left only by
+/// connecting a key again, which resets the status, and a verdict about the replaced row (a call
+/// still in flight) does not mark the new one.
+async fn check_provider_key_health(store: DynStore) -> anyhow::Result<()> {
+    let (vault, _) = vaults();
+    let a = tenant(&store, "Acme", t(0)).await?;
+    let alice = store.upsert_end_user(a.id, "alice", t(0)).await?;
+    let health = |store: DynStore| async move {
+        anyhow::Ok(store.get_provider_key(alice.id, "openai").await?.expect("stored").health)
+    };
+    let (row, _) = sealed_row(&vault, a.id, alice.id, ProviderId::OpenAi, t(10)).await?;
+    store_key(&store, &row, t(10)).await?;
+    assert_eq!(health(store.clone()).await?, KeyHealth::default(), "a key is ok when stored");
+
+    let quota = KeyHealth::changed(KeyStatus::QuotaExhausted, Some("openai answered 429 insufficient_quota: x"), t(20));
+    assert!(store.set_provider_key_health(row.id, &quota).await?, "ok -> quota_exhausted");
+    assert!(!store.set_provider_key_health(row.id, &quota).await?, "the same status again is no change");
+    assert_eq!(health(store.clone()).await?, quota);
+    assert_eq!(store.list_provider_keys(alice.id).await?[0].health, quota, "listed with its health");
+
+    let ok = KeyHealth::changed(KeyStatus::Ok, None, t(30));
+    assert!(store.set_provider_key_health(row.id, &ok).await?, "quota_exhausted -> ok");
+    assert_eq!(health(store.clone()).await?, ok);
+
+    let invalid = KeyHealth::changed(KeyStatus::Invalid, Some("openai answered 401 invalid_request_error: y"), t(40));
+    assert!(store.set_provider_key_health(row.id, &invalid).await?, "ok -> invalid");
+    assert!(!store.set_provider_key_health(row.id, &invalid).await?, "one transition, reported once");
+    assert!(!store.set_provider_key_health(row.id, &ok).await?, "only a new key ends invalid");
+    assert!(!store.set_provider_key_health(row.id, &quota).await?);
+    assert_eq!(health(store.clone()).await?, invalid);
+    assert!(!store.set_provider_key_health(Uuid::new_v4(), &invalid).await?, "no such row");
+
+    // Connecting again (a registration token) resets it; the old row's verdicts miss the new one.
+    let (second, _) = sealed_row(&vault, a.id, alice.id, ProviderId::OpenAi, t(50)).await?;
+    store_key(&store, &second, t(50)).await?;
+    assert_eq!(health(store.clone()).await?, KeyHealth::default(), "a new key is ok");
+    assert!(!store.set_provider_key_health(row.id, &invalid).await?, "a call with the old key");
+    assert_eq!(health(store.clone()).await?, KeyHealth::default());
+
+    // So does storing one without a token (the byok flow's upsert).
+    assert!(store.set_provider_key_health(second.id, &invalid).await?);
+    let (third, _) = sealed_row(&vault, a.id, alice.id, ProviderId::OpenAi, t(60)).await?;
+    store.upsert_provider_key(&third).await?;
+    assert_eq!(health(store.clone()).await?, KeyHealth::default());
     Ok(())
 }

@@ -161,6 +161,9 @@ async fn upstream_errors_keep_status_and_rate_limit_headers() {
     let app = spawn_app(Backend::Sqlite).await;
     app.connect_new_key("cy", "openai").await;
     for status in [400u16, 401, 403, 404, 413, 429, 500, 529] {
+        // A user per status: a 401 or 403 marks the key invalid (key health).
+        let label = format!("cy{status}");
+        app.connect_new_key(&label, "openai").await;
         app.mock.reply(Reply::Json {
             status,
             headers: vec![
@@ -170,7 +173,8 @@ async fn upstream_errors_keep_status_and_rate_limit_headers() {
             ],
             body: json!({"error": {"message": format!("upstream says {status}"), "type": "invalid_request_error", "param": null, "code": "x"}}),
         });
-        let res = chat(&app, "cy", &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})).await;
+        let res =
+            chat(&app, &label, &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})).await;
         assert_eq!(res.status().as_u16(), status);
         assert_eq!(res.headers()["retry-after"], "7");
         assert_eq!(res.headers()["x-ratelimit-reset-requests"], "1s");
@@ -191,7 +195,9 @@ async fn upstream_errors_keep_status_and_rate_limit_headers() {
     assert!(!text.contains(&key) && !text.contains(&key[8..]), "{text}");
     assert!(text.contains("Incorrect API key provided: sk-proj-…"), "{text}");
 
-    // The same in the middle of a stream, passed on as OpenAI's error event.
+    // The same in the middle of a stream, passed on as OpenAI's error event. (The 401 marked the
+    // key invalid: a new one is connected first.)
+    let key = app.connect_new_key("cy2", "openai").await;
     let event =
         json!({"error": {"message": format!("Incorrect API key provided: {key}."), "type": "invalid_request_error"}});
     app.mock.reply(Reply::Sse {

@@ -1,7 +1,8 @@
 //! Values parsed once at the edge: an end-user label, rates and limits (`limits`), dollar amounts
-//! and budget periods (`money`). A value of these types is valid by construction, so nothing past
-//! the route layer checks it again.
+//! and budget periods (`money`), a stored key's status (`key_health`). A value of these types is
+//! valid by construction, so nothing past the route layer checks it again.
 
+pub mod key_health;
 pub mod limits;
 pub mod money;
 

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::unified::{ChatContext, Prepared, StreamTranslator, TranslateError, UpstreamError, Usage};
+use crate::domain::key_health::KeyStatus;
 
 /// A whole upstream answer that could not be turned into the unified API's shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +48,12 @@ pub trait Dialect: Sync {
     /// An error answer in OpenAI's terms, from the provider's status and body.
     fn upstream_error(&self, status: u16, body: &[u8]) -> UpstreamError;
 
+    /// What an error answer (status and body) says about the key that made the call:
+    /// `Invalid` (any 401/403, or the provider's own "bad key" error), `QuotaExhausted` (its
+    /// account is out of credit or quota), or `None`: nothing about the key (a plain rate limit,
+    /// a bad request, an outage).
+    fn key_verdict(&self, status: u16, body: &[u8]) -> Option<KeyStatus>;
+
     /// Seconds to wait before retrying, when the provider says so only inside its error body.
     fn retry_after_in_body(&self, _body: &[u8]) -> Option<u64> {
         None
@@ -57,6 +64,11 @@ pub trait Dialect: Sync {
 
     /// The models of a listing answer.
     fn parse_models(&self, body: &Value) -> Vec<Listed>;
+}
+
+/// Every provider refuses a key with 401 or 403: the key is `invalid` whatever the body says.
+pub fn refuses_key(status: u16) -> bool {
+    matches!(status, 401 | 403)
 }
 
 /// A whole translated answer: parsed, translated by `f`, serialised, with its usage: as `usage`
@@ -86,6 +98,7 @@ pub struct Translated {
     /// Request and response translation, for a provider with an embeddings API.
     pub embeddings: Option<Embeddings>,
     pub upstream_error: fn(u16, &[u8]) -> UpstreamError,
+    pub key_verdict: fn(u16, &[u8]) -> Option<KeyStatus>,
     pub retry_after_in_body: fn(&[u8]) -> Option<u64>,
     pub models_path: &'static str,
     pub parse_models: fn(&Value) -> Vec<Listed>,
@@ -130,6 +143,10 @@ impl Dialect for Translated {
 
     fn upstream_error(&self, status: u16, body: &[u8]) -> UpstreamError {
         (self.upstream_error)(status, body)
+    }
+
+    fn key_verdict(&self, status: u16, body: &[u8]) -> Option<KeyStatus> {
+        (self.key_verdict)(status, body)
     }
 
     fn retry_after_in_body(&self, body: &[u8]) -> Option<u64> {

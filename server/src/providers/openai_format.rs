@@ -4,10 +4,11 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::dialect::{Dialect, Listed, ResponseError};
+use super::dialect::{refuses_key, Dialect, Listed, ResponseError};
 use super::unified::{
     ChatContext, Prepared, SseEvent, StreamItem, StreamTranslator, TranslateError, UpstreamError, Usage,
 };
+use crate::domain::key_health::KeyStatus;
 
 /// OpenAI's format. `asks_stream_usage`: the provider reports stream usage only when asked
 /// (`stream_options.include_usage`), so Relay asks, to record it, and drops that extra chunk
@@ -59,6 +60,10 @@ impl Dialect for OpenAiFormat {
         openai_error(status, body)
     }
 
+    fn key_verdict(&self, status: u16, body: &[u8]) -> Option<KeyStatus> {
+        openai_key_verdict(status, body)
+    }
+
     fn models_path(&self) -> &'static str {
         "/v1/models"
     }
@@ -95,6 +100,22 @@ pub fn openai_error(status: u16, body: &[u8]) -> UpstreamError {
         code: text("code").or_else(|| e.and_then(|e| e.get("code")).and_then(Value::as_i64).map(|c| c.to_string())),
         param: text("param"),
     }
+}
+
+/// OpenAI answers an account out of credit with 429 and `insufficient_quota` as the error's
+/// `type` (its `code` says which limit: `insufficient_quota`, `credit_balance_exhausted`, …),
+/// unlike a rate limit (429 `rate_limit_exceeded`), which says nothing about the key. OpenRouter
+/// and Mistral answer 402 Payment Required when the account's credits are spent.
+pub fn openai_key_verdict(status: u16, body: &[u8]) -> Option<KeyStatus> {
+    if refuses_key(status) {
+        return Some(KeyStatus::Invalid);
+    }
+    if status == 402 {
+        return Some(KeyStatus::QuotaExhausted);
+    }
+    let e = openai_error(status, body);
+    let quota = |s: &str| s == "insufficient_quota";
+    (status == 429 && (quota(&e.kind) || e.code.as_deref().is_some_and(quota))).then_some(KeyStatus::QuotaExhausted)
 }
 
 /// OpenAI's error `type` for a status, when the provider named none.
@@ -211,6 +232,25 @@ mod tests {
             let body = format!(r#"{{"usage":{{"prompt_tokens":1{cost}}}}}"#);
             assert_eq!(usage_of(body.as_bytes()).map(|u| u.cost_nanos), Some(None), "{body}");
         }
+    }
+
+    #[test]
+    fn key_verdicts_from_documented_error_bodies() {
+        let bad_key = br#"{"error":{"message":"Incorrect API key provided: sk-proj-****abcd. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
+        assert_eq!(openai_key_verdict(401, bad_key), Some(KeyStatus::Invalid));
+        let region = br#"{"error":{"code":"unsupported_country_region_territory","message":"Country, region, or territory not supported","param":null,"type":"request_forbidden"}}"#;
+        assert_eq!(openai_key_verdict(403, region), Some(KeyStatus::Invalid));
+        let quota = br#"{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}}"#;
+        assert_eq!(openai_key_verdict(429, quota), Some(KeyStatus::QuotaExhausted));
+        let credits = br#"{"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","code":"credit_balance_exhausted"}}"#;
+        assert_eq!(openai_key_verdict(429, credits), Some(KeyStatus::QuotaExhausted));
+        let rate = br#"{"error":{"message":"Rate limit reached for gpt-4o in organization org-x on requests per min (RPM): Limit 500, Used 500, Requested 1.","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
+        assert_eq!(openai_key_verdict(429, rate), None);
+        let openrouter = br#"{"error":{"code":402,"message":"Insufficient credits. Add more using https://openrouter.ai/settings/credits"}}"#;
+        assert_eq!(openai_key_verdict(402, openrouter), Some(KeyStatus::QuotaExhausted));
+        assert_eq!(openai_key_verdict(400, br#"{"error":{"message":"bad","type":"invalid_request_error"}}"#), None);
+        assert_eq!(openai_key_verdict(500, b"oops"), None);
+        assert_eq!(openai_key_verdict(401, b"not json"), Some(KeyStatus::Invalid));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use serde_json::json;
 use crate::auth::session::{BrowserSession, SessionService};
 use crate::auth::tokens::reveal;
 use crate::browser::BrowserAccess;
+use crate::domain::key_health::KeyStatus;
 use crate::domain::money::dollars_param;
 use crate::error::{ApiError, ErrorBody};
 use crate::keys::{parse_provider, KeyService};
@@ -180,6 +181,14 @@ struct KeyView {
     created_at: DateTime<Utc>,
     #[schema(required = true)]
     last_used_at: Option<DateTime<Utc>>,
+    /// `invalid`: the provider refused the key; store a new one. `quota_exhausted`: its account
+    /// is out of credit.
+    status: KeyStatus,
+    /// Why the status last changed (masked; never the key).
+    #[schema(required = true)]
+    status_reason: Option<String>,
+    #[schema(required = true)]
+    status_at: Option<DateTime<Utc>>,
 }
 
 /// List the session user's keys (byok-relay flow)
@@ -208,6 +217,9 @@ pub async fn list_keys(session: BrowserSession, store: web::Data<dyn Store>) -> 
             fingerprint: k.fingerprint,
             created_at: k.created_at,
             last_used_at: k.last_used_at,
+            status: k.health.status,
+            status_reason: k.health.reason,
+            status_at: k.health.at,
         })
         .collect();
     Ok(HttpResponse::Ok().insert_header(("cache-control", "no-store")).json(json!({ "keys": keys })))

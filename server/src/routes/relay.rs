@@ -40,7 +40,7 @@ An error answer of the provider keeps its status and body, with the stored key m
         )),
         (status = 400, description = "A path that cannot be relayed (`path_not_allowed`), missing `X-Relay-User`, or the provider's own 400.", body = PassthroughError),
         (status = 401, description = "Missing or invalid Relay key or session token, or the provider rejected the stored key.", body = PassthroughError),
-        (status = 403, description = "A path Relay does not forward to this provider (`path_not_allowed`), or a provider the session token does not cover (`provider_not_allowed`).", body = PassthroughError),
+        (status = 403, description = "A path Relay does not forward to this provider (`path_not_allowed`), a provider the session token does not cover (`provider_not_allowed`), or a stored key the provider refused before (`enduser_key_invalid`: the end user must connect a new one).", body = PassthroughError),
         (status = 404, description = "Unknown provider (`provider_unknown`), or the end user has no key for it (`enduser_key_missing`).", body = PassthroughError),
         (status = 413, description = "The body is larger than the relay limit.", body = PassthroughError),
         (status = 502, description = "The provider could not be reached (`upstream_unavailable`) or answered with a redirect (`upstream_redirect`).", body = PassthroughError),

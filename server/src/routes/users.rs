@@ -7,6 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::TenantAuth;
+use crate::domain::key_health::KeyStatus;
 use crate::domain::money::Period;
 use crate::domain::EndUserLabel;
 use crate::error::{ApiError, ErrorBody};
@@ -32,11 +33,21 @@ struct ProviderView {
     monthly_cap_usd: Option<f64>,
     /// Spent on this key in the current calendar month (UTC), in US dollars.
     spent_this_month_usd: f64,
+    /// `invalid`: the provider refused the key and calls get 403 `enduser_key_invalid` until
+    /// the end user connects a new one; `quota_exhausted`: its account is out of credit (calls
+    /// still go through; the next success sets `ok`).
+    status: KeyStatus,
+    /// Why the status last changed, from the provider's answer (masked; never the key).
+    #[schema(required = true, example = "anthropic answered 401 authentication_error: invalid x-api-key")]
+    status_reason: Option<String>,
+    /// When the status last changed; null if it has not since the key was connected.
+    #[schema(required = true)]
+    status_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[schema(as = EndUser, example = json!({"endUserLabel": "user_123", "providers": [{"provider": "openai", "fingerprint": "sk-proj-…WXYZ", "createdAt": "2026-01-01T12:00:00Z", "lastUsedAt": null, "monthlyCapUsd": 5.0, "spentThisMonthUsd": 1.25}], "paid": true}))]
+#[schema(as = EndUser, example = json!({"endUserLabel": "user_123", "providers": [{"provider": "openai", "fingerprint": "sk-proj-…WXYZ", "createdAt": "2026-01-01T12:00:00Z", "lastUsedAt": null, "monthlyCapUsd": 5.0, "spentThisMonthUsd": 1.25, "status": "ok", "statusReason": null, "statusAt": null}], "paid": true}))]
 struct UserView {
     end_user_label: String,
     /// The providers this user connected a key for.
@@ -79,7 +90,8 @@ pub(crate) async fn find_user(store: &dyn Store, auth: TenantAuth, raw: &str) ->
 
 /// Get an end user
 ///
-/// Which providers the end user connected, with fingerprints and times. Never the keys.
+/// Which providers the end user connected, with fingerprints, times and each key's health
+/// (`status`, `statusReason`, `statusAt`). Never the keys.
 #[utoipa::path(
     get,
     path = "/v1/users/{label}",
@@ -123,6 +135,9 @@ pub async fn get(
             last_used_at: k.last_used_at,
             monthly_cap_usd: k.monthly_cap.map(|c| c.dollars()),
             spent_this_month_usd: spent.dollars(),
+            status: k.health.status,
+            status_reason: k.health.reason,
+            status_at: k.health.at,
         })
         .collect();
     Ok(HttpResponse::Ok().json(UserView { end_user_label: user.label, providers, paid: user.paid }))

@@ -346,6 +346,16 @@ impl Store for CachedStore {
     async fn list_audit(&self, tenant_id: Option<Uuid>, limit: u32) -> Result<Vec<AuditEvent>> {
         self.inner.list_audit(tenant_id, limit).await
     }
+
+    // Key health: the row is dropped, not patched, so the next read sees what the database
+    // decided (the change is conditional there).
+    async fn set_provider_key_health(&self, id: Uuid, health: &crate::domain::key_health::KeyHealth) -> Result<bool> {
+        let done = self.inner.set_provider_key_health(id, health).await;
+        if let Some(slot) = self.provider_key_slots.get(&id) {
+            self.provider_keys.remove(&slot);
+        }
+        done
+    }
 }
 
 #[cfg(test)]

@@ -63,6 +63,7 @@ impl Dialect for Postgres {
         (3, "base_url", include_str!("../../../migrations/postgres/0003_base_url.sql")),
         (4, "limits", include_str!("../../../migrations/postgres/0004_limits.sql")),
         (5, "cost", include_str!("../../../migrations/postgres/0005_cost.sql")),
+        (7, "key_health", include_str!("../../../migrations/postgres/0007_key_health.sql")),
         (8, "budgets", include_str!("../../../migrations/postgres/0008_budgets.sql")),
     ];
 
@@ -109,6 +110,7 @@ impl Dialect for Sqlite {
         (3, "base_url", include_str!("../../../migrations/sqlite/0003_base_url.sql")),
         (4, "limits", include_str!("../../../migrations/sqlite/0004_limits.sql")),
         (5, "cost", include_str!("../../../migrations/sqlite/0005_cost.sql")),
+        (7, "key_health", include_str!("../../../migrations/sqlite/0007_key_health.sql")),
         (8, "budgets", include_str!("../../../migrations/sqlite/0008_budgets.sql")),
     ];
 

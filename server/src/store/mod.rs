@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::domain::key_health::{KeyHealth, KeyStatus};
 use crate::domain::limits::Limit;
 use crate::domain::money::{Period, Usd};
 use crate::error::ApiError;
@@ -225,6 +226,8 @@ pub struct StoredProviderKey {
     pub base_url: Option<String>,
     /// The end user's own cap on what the app may spend on this key per calendar month.
     pub monthly_cap: Option<Usd>,
+    /// What the providers' answers said about the key (`ok` when it is stored).
+    pub health: KeyHealth,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,6 +237,7 @@ pub struct ProviderKeySummary {
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub monthly_cap: Option<Usd>,
+    pub health: KeyHealth,
 }
 
 /// Why a registration token could not be redeemed.
@@ -538,6 +542,19 @@ pub trait Store: Send + Sync + 'static {
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
     async fn list_audit(&self, tenant_id: Option<Uuid>, limit: u32) -> Result<Vec<AuditEvent>>;
+
+    // --- Key health (issue #12): a stored key's status as the providers' answers showed it. ---
+
+    /// Sets the health of the key row `id` (the row a call used: a key connected again since
+    /// has a new id and is left alone), unless it already has that status or is `invalid`
+    /// (which only connecting a key again ends). True when this call changed the status, so
+    /// one transition is reported once however many calls see it.
+    async fn set_provider_key_health(&self, id: Uuid, health: &KeyHealth) -> Result<bool>;
+}
+
+/// A `status` column as stored.
+fn key_status_from_column(raw: &str) -> Result<KeyStatus> {
+    raw.parse().map_err(|e| StoreError::Corrupt(format!("provider_keys.status: {e}")))
 }
 
 pub type DynStore = Arc<dyn Store>;

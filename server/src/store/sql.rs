@@ -35,7 +35,7 @@ macro_rules! end_user_columns {
 macro_rules! provider_key_columns {
     () => {
         "id, tenant_id, end_user_id, provider, fingerprint, kek_version, wrapped_dek, ciphertext, created_at, \
-         last_used_at, base_url, monthly_cap_nanos"
+         last_used_at, base_url, monthly_cap_nanos, status, status_reason, status_at"
     };
 }
 macro_rules! budget_columns {
@@ -129,6 +129,15 @@ fn provider_key(row: &impl Fields) -> Result<StoredProviderKey> {
         last_used_at: row.opt_time("last_used_at")?,
         base_url: row.opt_text("base_url")?,
         monthly_cap: row.opt_i64("monthly_cap_nanos")?.map(Usd::from_nanos),
+        health: key_health(row)?,
+    })
+}
+
+fn key_health(row: &impl Fields) -> Result<KeyHealth> {
+    Ok(KeyHealth {
+        status: key_status_from_column(&row.text("status")?)?,
+        reason: row.opt_text("status_reason")?,
+        at: row.opt_time("status_at")?,
     })
 }
 
@@ -188,6 +197,7 @@ fn key_summary(row: &impl Fields) -> Result<ProviderKeySummary> {
         created_at: row.time("created_at")?,
         last_used_at: row.opt_time("last_used_at")?,
         monthly_cap: row.opt_i64("monthly_cap_nanos")?.map(Usd::from_nanos),
+        health: key_health(row)?,
     })
 }
 
@@ -261,11 +271,12 @@ where
         const UPSERT: &str = concat!(
             "INSERT INTO provider_keys (",
             provider_key_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT (end_user_id, provider) DO UPDATE SET id = EXCLUDED.id, fingerprint = EXCLUDED.fingerprint, \
              kek_version = EXCLUDED.kek_version, wrapped_dek = EXCLUDED.wrapped_dek, ciphertext = EXCLUDED.ciphertext, \
              created_at = EXCLUDED.created_at, last_used_at = NULL, base_url = EXCLUDED.base_url, \
-             monthly_cap_nanos = EXCLUDED.monthly_cap_nanos"
+             monthly_cap_nanos = EXCLUDED.monthly_cap_nanos, status = EXCLUDED.status, \
+             status_reason = EXCLUDED.status_reason, status_at = EXCLUDED.status_at"
         );
         sqlx::query(UPSERT)
             .bind(DB::id(key.id))
@@ -280,6 +291,9 @@ where
             .bind(key.last_used_at.map(DB::time))
             .bind(key.base_url.as_deref())
             .bind(key.monthly_cap.map(Usd::nanos))
+            .bind(key.health.status.as_str())
+            .bind(key.health.reason.as_deref())
+            .bind(key.health.at.map(DB::time))
             .execute(executor)
             .await?;
         Ok(())
@@ -604,9 +618,8 @@ where
 
     async fn list_provider_keys(&self, end_user_id: Uuid) -> Result<Vec<ProviderKeySummary>> {
         sqlx::query(
-            "SELECT provider, fingerprint, created_at, last_used_at, monthly_cap_nanos FROM provider_keys \
-             WHERE end_user_id = $1 \
-             ORDER BY provider",
+            "SELECT provider, fingerprint, created_at, last_used_at, monthly_cap_nanos, status, status_reason, \
+             status_at FROM provider_keys WHERE end_user_id = $1 ORDER BY provider",
         )
         .bind(DB::id(end_user_id))
         .fetch_all(&self.pool)
@@ -918,6 +931,20 @@ where
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn set_provider_key_health(&self, id: Uuid, health: &KeyHealth) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE provider_keys SET status = $2, status_reason = $3, status_at = $4 \
+             WHERE id = $1 AND status <> $2 AND status <> 'invalid'",
+        )
+        .bind(DB::id(id))
+        .bind(health.status.as_str())
+        .bind(health.reason.as_deref())
+        .bind(health.at.map(DB::time))
+        .execute(&self.pool)
+        .await?;
+        Ok(DB::rows_affected(&done) == 1)
     }
 
     async fn list_audit(&self, tenant_id: Option<Uuid>, limit: u32) -> Result<Vec<AuditEvent>> {

@@ -2,9 +2,10 @@
 //! the caller's key opened for this call only and injected, the target resolved (the provider's
 //! API, or the key's own `openai-compatible` server re-checked by the SSRF policy), one timeout,
 //! error and metrics policy, one response-header allowlist, error bodies masked on every path,
-//! and one usage record per call.
+//! one usage record per call, and the key's health as the provider's answer shows it.
 
 mod client;
+mod health;
 mod mask;
 mod stream;
 mod usage;
@@ -21,6 +22,7 @@ use futures::StreamExt;
 use reqwest::header::HeaderMap;
 
 pub use client::{Target, UpstreamTimeouts, Upstreams};
+use health::KeyWatch;
 pub use mask::{redact_key_like, Masker};
 pub use stream::{Next, Watched, TICK};
 pub use usage::UsageRecorder;
@@ -114,6 +116,7 @@ impl Upstream {
         }
         self.keys.touch(&row).await;
         let base = row.base_url.as_deref().map(|b| self.upstreams.check_stored(b)).transpose()?;
+        let health = KeyWatch::new(self.keys.clone(), self.metrics.clone(), provider, &row);
         let mask = Masker::new(key, row.fingerprint);
         let target = self.upstreams.target(provider, base.as_ref(), path, query)?;
         let log = usage.is_some().then(|| self.usage.clone());
@@ -131,6 +134,7 @@ impl Upstream {
             timeouts: self.upstreams.timeouts().clone(),
             metrics: self.metrics.clone(),
             recorder,
+            health,
         })
     }
 }
@@ -147,6 +151,7 @@ pub struct Call {
     timeouts: UpstreamTimeouts,
     metrics: Arc<Metrics>,
     recorder: UsageRecorder,
+    health: KeyWatch,
 }
 
 impl Call {
@@ -178,7 +183,8 @@ impl Call {
         body: Option<reqwest::Body>,
         kind: &'static str,
     ) -> Result<Sent, ApiError> {
-        let Call { provider, target, headers, mask, upload_overflow, timeouts, metrics, mut recorder, .. } = self;
+        let Call { provider, target, headers, mask, upload_overflow, timeouts, metrics, mut recorder, health, .. } =
+            self;
         let mut request = target.client.request(method, target.url).headers(headers);
         if let Some(body) = body {
             request = request.body(body);
@@ -217,7 +223,10 @@ impl Call {
         match outcome {
             Ok(res) => {
                 recorder.status(res.status().as_u16());
-                Ok(Sent { provider, res, ttfb, mask, recorder, timeouts })
+                if res.status().is_success() {
+                    health.succeeded().await;
+                }
+                Ok(Sent { provider, res, ttfb, mask, recorder, timeouts, health })
             }
             Err(e) => {
                 recorder.status(e.status_code_u16());
@@ -266,6 +275,7 @@ pub struct Sent {
     pub mask: Masker,
     pub recorder: UsageRecorder,
     timeouts: UpstreamTimeouts,
+    health: KeyWatch,
 }
 
 impl Sent {
@@ -305,12 +315,14 @@ impl Sent {
         let mut out = self.answer();
         let retry_after_sent = self.res.headers().contains_key("retry-after");
         let status = self.status();
-        let Sent { res, mask, timeouts, .. } = self;
+        let Sent { provider, res, mask, timeouts, health, .. } = self;
         let body = read_capped(res, timeouts.idle).await.unwrap_or_default();
         let mut err = dialect.upstream_error(status, &body);
         for field in [&mut err.message, &mut err.kind].into_iter().chain(err.code.as_mut()).chain(err.param.as_mut()) {
             *field = mask.text(field);
         }
+        let verdict = dialect.key_verdict(status, &body);
+        health.failed(verdict, || health::reason(provider, status, &err.kind, &err.message)).await;
         // Some providers say when to retry only inside the error body.
         if !retry_after_sent {
             if let Some(secs) = dialect.retry_after_in_body(&body) {
@@ -325,10 +337,21 @@ impl Sent {
     pub async fn raw_error_answer(self) -> HttpResponse {
         let mut out = self.answer();
         let (status, provider) = (self.status(), self.provider);
-        let Sent { res, mask, timeouts, .. } = self;
+        let Sent { res, mask, timeouts, health, .. } = self;
+        let dialect = provider.def().dialect;
         match read_capped(res, timeouts.idle).await {
-            Some(body) => out.body(mask.bytes(&body)),
+            Some(body) => {
+                let verdict = dialect.key_verdict(status, &body);
+                let reason = || {
+                    let err = dialect.upstream_error(status, &body);
+                    health::reason(provider, status, &mask.text(&err.kind), &mask.text(&err.message))
+                };
+                health.failed(verdict, reason).await;
+                out.body(mask.bytes(&body))
+            }
             None => {
+                let reason = || health::reason(provider, status, "error", "an error body too large to read");
+                health.failed(dialect.key_verdict(status, b""), reason).await;
                 let err = crate::providers::unified::UpstreamError {
                     message: format!(
                         "{provider} answered HTTP {status} with an error body over {} KiB, which Relay does not pass on.",

@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use crate::domain::key_health::KeyStatus;
+use crate::providers::dialect::refuses_key;
 use crate::providers::unified::UpstreamError;
 
 /// A non-2xx Anthropic answer (`{"type":"error","error":{"type","message"}}`, or anything else)
@@ -10,6 +12,22 @@ use crate::providers::unified::UpstreamError;
 pub fn upstream_error(status: u16, body: &[u8]) -> UpstreamError {
     let parsed = serde_json::from_slice::<Value>(body).ok();
     error_from(Some(status), parsed.as_ref())
+}
+
+/// What an error answer says about the key: 401/403 `invalid`; Anthropic's documented
+/// `billing_error` (HTTP 402) `quota_exhausted`, and so is the 400 `invalid_request_error` its
+/// API answers in practice when the credit balance is spent ("Your credit balance is too low to
+/// access the Anthropic API…"). A `rate_limit_error` (429) says nothing about the key.
+pub fn key_verdict(status: u16, body: &[u8]) -> Option<KeyStatus> {
+    if refuses_key(status) {
+        return Some(KeyStatus::Invalid);
+    }
+    let parsed = serde_json::from_slice::<Value>(body).ok();
+    let error = parsed.as_ref().map(|b| &b["error"]);
+    let kind = error.and_then(|e| e["type"].as_str()).unwrap_or_default();
+    let message = error.and_then(|e| e["message"].as_str()).unwrap_or_default();
+    let credit_spent = kind == "invalid_request_error" && message.to_ascii_lowercase().contains("credit balance");
+    (status == 402 || kind == "billing_error" || credit_spent).then_some(KeyStatus::QuotaExhausted)
 }
 
 /// Anthropic error type -> (OpenAI type, code). Unknown types pass through.
@@ -60,4 +78,28 @@ pub(super) fn error_from(status: Option<u16>, body: Option<&Value>) -> UpstreamE
             None => "Anthropic reported an error in the middle of the stream without a message.".to_owned(),
         });
     UpstreamError { message, kind, code: code.map(str::to_owned), param: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_verdicts_from_documented_error_bodies() {
+        let auth = br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"},"request_id":"req_1"}"#;
+        assert_eq!(key_verdict(401, auth), Some(KeyStatus::Invalid));
+        let permission = br#"{"type":"error","error":{"type":"permission_error","message":"Your API key does not have permission to use the specified resource."}}"#;
+        assert_eq!(key_verdict(403, permission), Some(KeyStatus::Invalid));
+        let billing = br#"{"type":"error","error":{"type":"billing_error","message":"Billing error"}}"#;
+        assert_eq!(key_verdict(402, billing), Some(KeyStatus::QuotaExhausted));
+        let credit = br#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits."}}"#;
+        assert_eq!(key_verdict(400, credit), Some(KeyStatus::QuotaExhausted));
+        let rate = br#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#;
+        assert_eq!(key_verdict(429, rate), None);
+        let bad_request = br#"{"type":"error","error":{"type":"invalid_request_error","message":"messages: at least one message is required"}}"#;
+        assert_eq!(key_verdict(400, bad_request), None);
+        let overloaded = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        assert_eq!(key_verdict(529, overloaded), None);
+        assert_eq!(key_verdict(401, b""), Some(KeyStatus::Invalid));
+    }
 }

@@ -33,7 +33,7 @@ mod stream;
 mod tests;
 mod tools;
 
-pub use error::upstream_error;
+pub use error::{key_verdict, upstream_error};
 pub use provider::PROVIDER;
 pub use request::{chat_request, DEFAULT_MAX_TOKENS};
 pub use response::{chat_response, chat_usage};

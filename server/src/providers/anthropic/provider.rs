@@ -27,6 +27,7 @@ pub static PROVIDER: Provider = Provider {
         chat_stream: |ctx| Box::new(EndsWithDone::new(super::chat_stream(ctx))),
         embeddings: None,
         upstream_error: super::upstream_error,
+        key_verdict: super::key_verdict,
         retry_after_in_body: |_| None,
         models_path: "/v1/models?limit=1000",
         parse_models,

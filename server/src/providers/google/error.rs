@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use crate::domain::key_health::KeyStatus;
+use crate::providers::dialect::refuses_key;
 use crate::providers::unified::UpstreamError;
 
 /// Masks anything shaped like a Google API key (`AIza` + 35 key characters) in `text`, the way
@@ -99,6 +101,23 @@ pub fn upstream_error(status: u16, body: &[u8]) -> UpstreamError {
     UpstreamError { message, kind: kind.into(), code: google_status.map(str::to_ascii_lowercase), param: None }
 }
 
+/// What an error answer says about the key. `invalid`: 401/403 (`PERMISSION_DENIED`), or the
+/// 400 with an `API_KEY_INVALID` detail Google answers a bad key with. `quota_exhausted`: 402
+/// `RESOURCE_EXHAUSTED`, the prepaid credit balance is spent (Gemini's API error reference). A
+/// 429 `RESOURCE_EXHAUSTED` is a rate limit (per minute, per day, spend per window) that passes:
+/// nothing about the key.
+pub fn key_verdict(status: u16, body: &[u8]) -> Option<KeyStatus> {
+    let bad_key = || {
+        google_error(body)
+            .and_then(|e| e.get("details").and_then(Value::as_array).cloned())
+            .is_some_and(|d| d.iter().any(|x| x.get("reason").and_then(Value::as_str) == Some("API_KEY_INVALID")))
+    };
+    if refuses_key(status) || (status == 400 && bad_key()) {
+        return Some(KeyStatus::Invalid);
+    }
+    (status == 402).then_some(KeyStatus::QuotaExhausted)
+}
+
 /// Seconds to wait before retrying, from the `google.rpc.RetryInfo` detail of an error body
 /// (`"retryDelay": "38.5s"`, rounded up). For the route layer's `Retry-After` header: Google
 /// sends the delay only in the body.
@@ -107,4 +126,25 @@ pub fn retry_after_seconds(body: &[u8]) -> Option<u64> {
     let delay = err.get("details")?.as_array()?.iter().find_map(|d| d.get("retryDelay").and_then(Value::as_str))?;
     let secs: f64 = delay.strip_suffix('s')?.parse().ok()?;
     (secs.is_finite() && secs >= 0.0).then(|| secs.ceil() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_verdicts_from_documented_error_bodies() {
+        let bad_key = br#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com","metadata":{"service":"generativelanguage.googleapis.com"}}]}}"#;
+        assert_eq!(key_verdict(400, bad_key), Some(KeyStatus::Invalid));
+        let denied = br#"{"error":{"code":403,"message":"Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.","status":"PERMISSION_DENIED"}}"#;
+        assert_eq!(key_verdict(403, denied), Some(KeyStatus::Invalid));
+        let prepay = br#"{"error":{"code":402,"message":"Your prepayment credit balance is depleted.","status":"RESOURCE_EXHAUSTED"}}"#;
+        assert_eq!(key_verdict(402, prepay), Some(KeyStatus::QuotaExhausted));
+        let rate = br#"{"error":{"code":429,"message":"You exceeded your current quota, please check your plan and billing details.","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaMetric":"generativelanguage.googleapis.com/generate_content_free_tier_requests","quotaId":"GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}]},{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"38s"}]}}"#;
+        assert_eq!(key_verdict(429, rate), None);
+        let bad_request =
+            br#"{"error":{"code":400,"message":"Invalid JSON payload received.","status":"INVALID_ARGUMENT"}}"#;
+        assert_eq!(key_verdict(400, bad_request), None);
+        assert_eq!(key_verdict(503, b"{}"), None);
+    }
 }

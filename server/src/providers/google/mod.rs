@@ -31,7 +31,7 @@ mod tools;
 
 pub use call_id::{decode_call_id, encode_call_id, new_call_id, THOUGHT_SEPARATOR};
 pub use embeddings::{embeddings_request, embeddings_response};
-pub use error::{redact_api_keys, retry_after_seconds, upstream_error};
+pub use error::{key_verdict, redact_api_keys, retry_after_seconds, upstream_error};
 pub use provider::PROVIDER;
 pub use request::chat_request;
 pub use response::{chat_response, chat_usage};

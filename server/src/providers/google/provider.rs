@@ -27,6 +27,7 @@ pub static PROVIDER: Provider = Provider {
         chat_stream: |ctx| Box::new(EndsWithDone::new(super::chat_stream(ctx))),
         embeddings: Some(Embeddings { request: super::embeddings_request, response: super::embeddings_response }),
         upstream_error: super::upstream_error,
+        key_verdict: super::key_verdict,
         // Google says when to retry only inside its error body.
         retry_after_in_body: super::retry_after_seconds,
         models_path: "/v1beta/models?pageSize=1000",
