@@ -184,6 +184,10 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "RELAY_WORKERS")]
     pub workers: Option<usize>,
+    /// Webhook retry delays in seconds after each failed attempt, comma-separated (default
+    /// 5,300,1800,7200,18000,36000,36000: over 24 h); after the last the delivery is failed.
+    #[arg(long, env = "RELAY_WEBHOOK_RETRY_SCHEDULE")]
+    pub webhook_retry_schedule: Option<String>,
     /// Log format on stderr.
     #[arg(long, env = "RELAY_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: crate::telemetry::LogFormat,
@@ -222,6 +226,8 @@ pub struct Config {
     pub upstream_policy: crate::ssrf::UpstreamPolicy,
     /// `RELAY_UPSTREAM_<PROVIDER>` overrides.
     pub upstreams: HashMap<ProviderId, String>,
+    /// Delays between webhook attempts (`RELAY_WEBHOOK_RETRY_SCHEDULE`).
+    pub webhook_retry_schedule: Vec<Duration>,
 }
 
 impl Config {
@@ -260,6 +266,11 @@ impl Config {
             shutdown_timeout_secs: args.shutdown_timeout_secs,
             upstream_policy: crate::ssrf::UpstreamPolicy::from_env()?,
             upstreams: upstreams_from_env()?,
+            webhook_retry_schedule: match &args.webhook_retry_schedule {
+                Some(raw) => crate::webhooks::parse_retry_schedule(raw)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", crate::webhooks::ENV_RETRY_SCHEDULE))?,
+                None => crate::webhooks::DEFAULT_RETRY_SCHEDULE.to_vec(),
+            },
         })
     }
 }

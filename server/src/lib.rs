@@ -15,6 +15,8 @@
 //!   `store` the PostgreSQL and SQLite persistence (behind `store::cached`).
 //! - Beside them: `domain` (values parsed at the edge, rates and limits), `ratelimit`, `browser`
 //!   (CORS, client addresses), `audit`, `usage_log`, `metrics`, `ssrf`, `sse`, `config`, `cli`.
+//! - `webhooks` owns signed webhooks: endpoints, `Webhooks::emit` (called by routes after an
+//!   action, like `audit::record`), the durable outbox's delivery worker, and signing.
 //!
 //! Dependencies point down this list: nothing below `routes` imports `startup`, and
 //! `tests/tests/architecture.rs` keeps it so.
@@ -43,3 +45,4 @@ pub mod tenants;
 pub mod upstream;
 pub mod usage_log;
 pub mod vault;
+pub mod webhooks;

@@ -23,6 +23,9 @@ pub struct Metrics {
     pub key_decrypt_failures: IntCounter,
     pub rate_limited: IntCounterVec,
     pub rate_limit_backend_errors: IntCounter,
+    pub webhook_deliveries: IntCounterVec,
+    pub webhook_outbox_pending: IntGauge,
+    pub webhook_emit_failures: IntCounter,
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
@@ -76,6 +79,21 @@ impl Metrics {
                 "rate_limit_backend_errors_total",
                 "Rate-limit checks Redis did not answer, decided by this node alone",
             )?,
+            webhook_deliveries: IntCounterVec::new(
+                Opts::new(
+                    "webhook_deliveries_total",
+                    "Webhook delivery attempts, by outcome (delivered, retry, failed)",
+                ),
+                &["outcome"],
+            )?,
+            webhook_outbox_pending: IntGauge::new(
+                "webhook_outbox_pending",
+                "Webhook deliveries waiting for an attempt or a retry (all nodes; read by this node's worker)",
+            )?,
+            webhook_emit_failures: IntCounter::new(
+                "webhook_emit_failures_total",
+                "Webhook events that could not be written to the outbox (see the error log)",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.http_requests.clone()))?;
@@ -88,6 +106,9 @@ impl Metrics {
         m.registry.register(Box::new(m.key_decrypt_failures.clone()))?;
         m.registry.register(Box::new(m.rate_limited.clone()))?;
         m.registry.register(Box::new(m.rate_limit_backend_errors.clone()))?;
+        m.registry.register(Box::new(m.webhook_deliveries.clone()))?;
+        m.registry.register(Box::new(m.webhook_outbox_pending.clone()))?;
+        m.registry.register(Box::new(m.webhook_emit_failures.clone()))?;
         Ok(m)
     }
 

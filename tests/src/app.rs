@@ -41,6 +41,8 @@ pub struct SpawnOptions {
     pub cache_ttl: Duration,
     /// How long Relay waits for a provider's response headers (30 s by default).
     pub first_byte_timeout: Duration,
+    /// Delays between webhook attempts (the server's default unless a test sets short ones).
+    pub webhook_retry_schedule: Vec<Duration>,
 }
 
 /// No limits but the server's default for anonymous registrations.
@@ -66,6 +68,7 @@ impl Default for SpawnOptions {
             redis: None,
             cache_ttl: Duration::ZERO,
             first_byte_timeout: Duration::from_secs(30),
+            webhook_retry_schedule: relay::webhooks::DEFAULT_RETRY_SCHEDULE.to_vec(),
         }
     }
 }
@@ -109,6 +112,7 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
         // The mock provider listens on loopback: allow it, as an operator would a LAN server.
         upstream_policy: relay::ssrf::UpstreamPolicy::new(vec!["127.0.0.1".into()], false),
         upstreams,
+        webhook_retry_schedule: options.webhook_retry_schedule,
     };
     let app = Application::build_with_store(config, store.clone()).await.expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());

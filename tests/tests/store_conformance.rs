@@ -81,11 +81,17 @@ macro_rules! all_checks {
             check_signing_key_rewrap => postgres_signing_key_rewrap, sqlite_signing_key_rewrap;
             check_migration_backfills_app_ids => postgres_migration_backfills_app_ids, sqlite_migration_backfills_app_ids;
             check_usage_batches => postgres_usage_batches, sqlite_usage_batches;
+            check_webhook_outbox => postgres_webhook_outbox, sqlite_webhook_outbox;
+            check_webhook_concurrent_claims => postgres_webhook_concurrent_claims, sqlite_webhook_concurrent_claims;
         }
     };
 }
 
 all_checks!(conformance);
+
+#[path = "store_conformance/webhooks.rs"]
+mod webhook_checks;
+use webhook_checks::{check_webhook_concurrent_claims, check_webhook_outbox};
 
 /// The same contract through the caching store `relay serve` puts in front of the database: a
 /// write through it must never leave a stale read behind.

@@ -13,6 +13,7 @@ use crate::keys::KeyService;
 use crate::providers::ProviderId;
 use crate::ratelimit::{self, RateLimiter, Scope};
 use crate::store::Store;
+use crate::webhooks::Webhooks;
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -126,6 +127,7 @@ pub async fn connect(
     keys: web::Data<KeyService>,
     browser: web::Data<BrowserAccess>,
     limiter: web::Data<RateLimiter>,
+    webhooks: web::Data<Webhooks>,
     body: web::Json<ConnectBody>,
 ) -> Result<HttpResponse, ApiError> {
     ratelimit::admit_ip(&req, &limiter, &browser, Scope::Connect).await?;
@@ -136,6 +138,7 @@ pub async fn connect(
         browser.check_origin(info.tenant_id, &req).await?;
     }
     let done = keys.connect(&body.registration_token, &body.provider, &body.api_key, body.base_url.as_deref()).await?;
+    webhooks.key_connected(&done).await;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(Connected { provider: done.provider, fingerprint: done.fingerprint }))
