@@ -342,6 +342,9 @@ impl Store for CachedStore {
     ) -> Result<Vec<WebhookDelivery>> {
         self.inner.list_webhook_deliveries(tenant_id, endpoint_id, limit).await
     }
+    async fn prune_webhook_events(&self, before: DateTime<Utc>) -> Result<u64> {
+        self.inner.prune_webhook_events(before).await
+    }
     async fn count_pending_webhook_deliveries(&self) -> Result<u64> {
         self.inner.count_pending_webhook_deliveries().await
     }

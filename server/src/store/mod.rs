@@ -411,6 +411,9 @@ pub trait Store: Send + Sync + 'static {
         endpoint_id: Uuid,
         limit: u32,
     ) -> Result<Vec<WebhookDelivery>>;
+    /// Deletes events created before `before` that wait for no delivery (and, by cascade, their
+    /// delivered and failed deliveries); returns the events deleted.
+    async fn prune_webhook_events(&self, before: DateTime<Utc>) -> Result<u64>;
     /// Deliveries still pending, on every tenant (for the outbox gauge).
     async fn count_pending_webhook_deliveries(&self) -> Result<u64>;
     /// Endpoints whose secret is not wrapped under `version`, for rotation.

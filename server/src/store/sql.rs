@@ -800,6 +800,10 @@ where
         self.webhook_list_deliveries(tenant_id, endpoint_id, limit).await
     }
 
+    async fn prune_webhook_events(&self, before: DateTime<Utc>) -> Result<u64> {
+        self.webhook_prune(before).await
+    }
+
     async fn count_pending_webhook_deliveries(&self) -> Result<u64> {
         self.webhook_count_pending().await
     }

@@ -271,6 +271,17 @@ where
         .collect()
     }
 
+    pub(super) async fn webhook_prune(&self, before: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM webhook_events WHERE created_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id AND d.status = 'pending')",
+        )
+        .bind(DB::time(before))
+        .execute(self.pool())
+        .await?;
+        Ok(DB::rows_affected(&done))
+    }
+
     pub(super) async fn webhook_count_pending(&self) -> Result<u64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE status = 'pending'")
             .fetch_one(self.pool())

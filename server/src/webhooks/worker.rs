@@ -21,13 +21,27 @@ const LEASE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_secs(1);
 /// Attempts in flight on one node.
 const MAX_IN_FLIGHT: usize = 32;
+/// Delivered and failed events (their bodies name end users) are kept this long for the
+/// deliveries API, then deleted.
+const KEEP_DONE: chrono::Duration = chrono::Duration::days(30);
+/// How often a node prunes them.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 const USER_AGENT: &str = concat!("Relay-Webhooks/", env!("CARGO_PKG_VERSION"));
 
 pub(super) async fn run(hooks: Webhooks) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let lease = chrono::Duration::from_std(LEASE).unwrap_or_else(|_| chrono::Duration::seconds(60));
+    let mut pruned_at: Option<std::time::Instant> = None;
     loop {
+        if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            pruned_at = Some(std::time::Instant::now());
+            match hooks.inner.store.prune_webhook_events(Utc::now() - KEEP_DONE).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "pruned old webhook events"),
+                Err(e) => tracing::warn!(error = ?e, "could not prune old webhook events"),
+            }
+        }
         let free = u32::try_from(permits.available_permits()).unwrap_or(0);
         let mut claimed = 0;
         if free > 0 {

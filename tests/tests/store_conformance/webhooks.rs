@@ -115,6 +115,16 @@ pub async fn check_webhook_outbox(store: DynStore) -> anyhow::Result<()> {
     assert_eq!(store.list_webhook_deliveries(acme.id, all.id, 1).await?.len(), 1, "limit");
     assert!(store.list_webhook_deliveries(other.id, all.id, 10).await?.is_empty(), "not across tenants");
 
+    // Old events that wait for nothing are pruned with their deliveries; pending ones stay.
+    let waiting = event(acme.id, "budget.exceeded", lease);
+    assert_eq!(store.enqueue_webhook_event(&waiting).await?, 2);
+    assert_eq!(store.prune_webhook_events(t(11)).await?, 1, "only events created before");
+    assert_eq!(store.list_webhook_deliveries(acme.id, all.id, 10).await?.len(), 2);
+    assert_eq!(store.prune_webhook_events(t(100 * lease)).await?, 1, "the pending one stays");
+    let left = store.list_webhook_deliveries(acme.id, all.id, 10).await?;
+    assert_eq!(left.iter().map(|d| d.event_id.as_str()).collect::<Vec<_>>(), vec![waiting.id.as_str()]);
+    assert_eq!(store.count_pending_webhook_deliveries().await?, 2);
+
     // Deleting an endpoint drops its deliveries.
     assert!(store.delete_webhook_endpoint(acme.id, all.id).await?);
     assert!(store.list_webhook_deliveries(acme.id, all.id, 10).await?.is_empty());
@@ -165,5 +175,62 @@ pub async fn check_webhook_concurrent_claims(store: DynStore) -> anyhow::Result<
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first per endpoint: {ids:?}");
     }
     assert!(store.claim_webhook_deliveries(t(5_000), t(65_000), 10).await?.is_empty());
+    Ok(())
+}
+
+/// Nodes whose clocks differ see different deliveries due: one sees an endpoint's retry (older),
+/// another only its newer delivery. Claiming at once, they still lease one per endpoint: a claim
+/// skips endpoints with a leased delivery, and on PostgreSQL claims take turns (an advisory
+/// lock), since two statements started together would not see each other's leases.
+pub async fn check_webhook_claims_with_skewed_clocks(store: DynStore) -> anyhow::Result<()> {
+    for round in 0..6 {
+        let acme = tenant(&store, "Acme", t(0)).await?;
+        for i in 0..20 {
+            store.insert_webhook_endpoint(&endpoint(acme.id, None, i)).await?;
+        }
+        // Each endpoint: an older delivery waiting for its retry at 2 000, a newer one due.
+        assert_eq!(store.enqueue_webhook_event(&event(acme.id, "key.connected", 10)).await?, 20);
+        let first = store.claim_webhook_deliveries(t(100), t(60_100), 40).await?;
+        assert_eq!(first.len(), 20);
+        for d in &first {
+            store.finish_webhook_attempt(d.id, &done(DeliveryStatus::Pending, 200, Some(2_000))).await?;
+        }
+        assert_eq!(store.enqueue_webhook_event(&event(acme.id, "key.removed", 20)).await?, 20);
+        // Connections open before the race, so the claims overlap.
+        let warm = (0..16).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.ping().await })
+        });
+        for w in warm.collect::<Vec<_>>() {
+            w.await??;
+        }
+        let claimers = (0..16).map(|i| {
+            let store = store.clone();
+            let now = if i % 2 == 0 { 1_500 } else { 2_500 };
+            tokio::spawn(async move { store.claim_webhook_deliveries(t(now), t(now + 60_000), 2).await })
+        });
+        let mut claimed = Vec::new();
+        for c in claimers {
+            claimed.extend(c.await??);
+        }
+        let endpoints: HashSet<Uuid> = claimed.iter().map(|d| d.endpoint_id).collect();
+        assert_eq!(endpoints.len(), claimed.len(), "two leased on one endpoint (round {round}): {claimed:?}");
+        // Everything done before the next round.
+        loop {
+            let rest = store.claim_webhook_deliveries(t(1_000_000), t(1_060_000), 100).await?;
+            if rest.is_empty() && store.count_pending_webhook_deliveries().await? == 0 {
+                break;
+            }
+            for d in &rest {
+                store.finish_webhook_attempt(d.id, &done(DeliveryStatus::Delivered, 0, None)).await?;
+            }
+            if rest.is_empty() {
+                // Leased by this round's claimers: release them.
+                for d in &claimed {
+                    store.finish_webhook_attempt(d.id, &done(DeliveryStatus::Delivered, 0, None)).await?;
+                }
+            }
+        }
+    }
     Ok(())
 }
