@@ -321,3 +321,64 @@ async fn a_restart_mid_backoff_loses_nothing() {
         assert!(!logs.contains(raw), "the secret is never logged");
     }
 }
+
+/// Keys stored and deleted through the byok flow (a session token) emit the same events; and a
+/// URL the policy refuses is refused again at delivery, whatever the row says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_byok_flow_emits_too_and_every_delivery_checks_the_url_again() {
+    let app = spawn(Backend::Sqlite, &[600]).await;
+    let mut receiver = Receiver::start();
+    let (_, secret) = create_endpoint(&app.client, &app.address, &app.api_key, &json!({ "url": receiver.url() })).await;
+    receiver.configure(&secret, 0, 500);
+    let settings = relay::store::TenantSettings { byok_flow_enabled: true, ..Default::default() };
+    assert!(app.store.update_tenant_settings(app.tenant_id, &settings).await.expect("store"));
+    app.store.upsert_end_user(app.tenant_id, "erin", chrono::Utc::now()).await.expect("end user");
+    let res = app
+        .client
+        .post(app.url("/v1/session-tokens"))
+        .bearer_auth(&app.api_key)
+        .json(&json!({ "endUserLabel": "erin" }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 201, "session token");
+    let token = res.json::<Value>().await.expect("json")["sessionToken"].as_str().expect("token").to_owned();
+    let key = relay_tests::fake_keys::for_provider("groq");
+    app.mock.accept(&key);
+    let res = app
+        .client
+        .post(app.url("/keys/groq"))
+        .header("x-relay-token", &token)
+        .json(&json!({ "key": key }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 200, "store a key with the session token");
+    let fingerprint = res.json::<Value>().await.expect("json")["fingerprint"].clone();
+    let res = app.client.delete(app.url("/keys/groq")).header("x-relay-token", &token).send().await.expect("request");
+    assert_eq!(res.status(), 200);
+
+    let got = receiver.wait_for(2, WAIT).await;
+    let data = json!({ "endUserLabel": "erin", "provider": "groq", "fingerprint": fingerprint });
+    assert_eq!((&got[0]["payload"]["type"], &got[0]["payload"]["data"]), (&json!("key.connected"), &data));
+    assert_eq!((&got[1]["payload"]["type"], &got[1]["payload"]["data"]), (&json!("key.removed"), &data));
+    assert!(got.iter().all(|r| r["verified"] == true));
+
+    // A row with a forbidden URL (written before a policy change, say) is never connected to.
+    let rogue = relay::store::WebhookEndpoint {
+        id: uuid::Uuid::new_v4(),
+        tenant_id: app.tenant_id,
+        url: "https://169.254.169.254/latest/meta-data".into(),
+        events: None,
+        description: None,
+        sealed_secret: relay::vault::SealedKey { kek_version: 1, wrapped_dek: vec![0; 60], ciphertext: vec![0; 60] },
+        created_at: chrono::Utc::now(),
+    };
+    app.store.insert_webhook_endpoint(&rogue).await.expect("store");
+    assert_eq!(app.delete_user("erin").await.status(), 200);
+    let shown = deliveries_until(&app, &rogue.id.to_string(), |l| l.first().is_some_and(|d| d["attempts"] == 1)).await;
+    assert_eq!((&shown[0]["status"], &shown[0]["lastStatus"]), (&json!("pending"), &Value::Null), "retried later");
+    let error = shown[0]["lastError"].as_str().unwrap_or_default();
+    assert!(error.contains("not allowed") && error.contains("metadata"), "{error}");
+    receiver.wait_for(3, WAIT).await;
+}
