@@ -3,23 +3,25 @@
 Verifies every delivery with the Standard Webhooks library (`standardwebhooks.Webhook(secret)
 .verify(body, headers)`) and reports each one as a JSON line on stdout. Protocol:
   1. prints {"port": N} once it listens on 127.0.0.1;
-  2. reads one JSON line on stdin: {"secret": "whsec_…", "failFirst": 3, "failStatus": 500};
+  2. reads one JSON line on stdin: {"secret": "whsec_…", "failFirst": 3, "failStatus": 500,
+     "hangFirst": 0};
   3. prints {"ready": true}; then one line per request received:
      {"attempt", "answered", "verified", "error", "id", "timestamp", "userAgent", "contentType",
       "payload", "body"};
   4. exits when stdin closes.
 The first `failFirst` requests are answered `failStatus` (still verified and reported); the
-rest 204.
+rest 204. The first `hangFirst` requests are answered only after 15 s (past Relay's timeout).
 """
 
 import json
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks import Webhook
 
-state = {"secret": None, "fail_first": 0, "fail_status": 500, "seen": 0}
+state = {"secret": None, "fail_first": 0, "fail_status": 500, "hang_first": 0, "seen": 0}
 lock = threading.Lock()
 
 
@@ -38,6 +40,7 @@ class Handler(BaseHTTPRequestHandler):
             state["seen"] += 1
             attempt = state["seen"]
             fail = attempt <= state["fail_first"]
+            hang = attempt <= state["hang_first"]
         verified, error, payload = False, None, None
         try:
             payload = Webhook(state["secret"]).verify(body, headers)
@@ -45,9 +48,14 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as e:  # noqa: BLE001 - every failure is reported to the test
             error = f"{type(e).__name__}: {e}"
         answered = state["fail_status"] if fail else 204
-        self.send_response(answered)
-        self.send_header("content-length", "0")
-        self.end_headers()
+        if hang:
+            time.sleep(15)
+        try:
+            self.send_response(answered)
+            self.send_header("content-length", "0")
+            self.end_headers()
+        except OSError:
+            answered = None  # the sender gave up waiting
         report(
             {
                 "attempt": attempt,
@@ -75,6 +83,7 @@ def main():
     state["secret"] = config["secret"]
     state["fail_first"] = int(config.get("failFirst", 0))
     state["fail_status"] = int(config.get("failStatus", 500))
+    state["hang_first"] = int(config.get("hangFirst", 0))
     report({"ready": True})
     sys.stdin.read()
     server.shutdown()

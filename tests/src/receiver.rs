@@ -50,7 +50,15 @@ impl Receiver {
 
     /// Hands over the endpoint's secret; the first `fail_first` requests get `fail_status`.
     pub fn configure(&mut self, secret: &str, fail_first: u32, fail_status: u16) {
-        let line = json!({ "secret": secret, "failFirst": fail_first, "failStatus": fail_status });
+        self.configure_with(json!({ "secret": secret, "failFirst": fail_first, "failStatus": fail_status }));
+    }
+
+    /// Hands over the endpoint's secret; the first `hang_first` requests are answered after 15 s.
+    pub fn configure_hanging(&mut self, secret: &str, hang_first: u32) {
+        self.configure_with(json!({ "secret": secret, "hangFirst": hang_first }));
+    }
+
+    fn configure_with(&mut self, line: Value) {
         let stdin = self.stdin.as_mut().expect("stdin");
         writeln!(stdin, "{line}").expect("configure the receiver");
         stdin.flush().expect("flush");

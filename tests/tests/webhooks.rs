@@ -376,9 +376,30 @@ async fn the_byok_flow_emits_too_and_every_delivery_checks_the_url_again() {
     };
     app.store.insert_webhook_endpoint(&rogue).await.expect("store");
     assert_eq!(app.delete_user("erin").await.status(), 200);
-    let shown = deliveries_until(&app, &rogue.id.to_string(), |l| l.first().is_some_and(|d| d["attempts"] == 1)).await;
+    // `attempts` counts from the claim; `lastError` is written when the attempt ends.
+    let ended = |l: &[Value]| l.first().is_some_and(|d| d["attempts"] == 1 && d["lastError"].is_string());
+    let shown = deliveries_until(&app, &rogue.id.to_string(), ended).await;
     assert_eq!((&shown[0]["status"], &shown[0]["lastStatus"]), (&json!("pending"), &Value::Null), "retried later");
     let error = shown[0]["lastError"].as_str().unwrap_or_default();
     assert!(error.contains("not allowed") && error.contains("metadata"), "{error}");
     receiver.wait_for(3, WAIT).await;
+}
+
+/// An endpoint that does not answer within 10 s is retried like one that fails.
+#[tokio::test]
+async fn an_attempt_without_an_answer_within_ten_seconds_is_retried() {
+    let app = spawn(Backend::Sqlite, &[1]).await;
+    let mut receiver = Receiver::start();
+    let (endpoint, secret) =
+        create_endpoint(&app.client, &app.address, &app.api_key, &json!({ "url": receiver.url() })).await;
+    receiver.configure_hanging(&secret, 1);
+    erase_user(&app, "frank").await;
+    let shown = deliveries_until(&app, &endpoint, |l| {
+        l.first().is_some_and(|d| d["attempts"] == 1 && d["lastError"].is_string())
+    })
+    .await;
+    assert_eq!(shown[0]["lastError"], "no answer within 10 s");
+    assert_eq!((&shown[0]["status"], &shown[0]["lastStatus"]), (&json!("pending"), &Value::Null));
+    let shown = deliveries_until(&app, &endpoint, |l| l.first().is_some_and(|d| d["status"] == "delivered")).await;
+    assert_eq!((&shown[0]["attempts"], &shown[0]["lastStatus"]), (&json!(2), &json!(204)));
 }
