@@ -58,6 +58,11 @@ impl Receiver {
         self.configure_with(json!({ "secret": secret, "hangFirst": hang_first }));
     }
 
+    /// Hands over the endpoint's secret; every request is answered (204) after `delay_ms`.
+    pub fn configure_slow(&mut self, secret: &str, delay_ms: u64) {
+        self.configure_with(json!({ "secret": secret, "delayMs": delay_ms }));
+    }
+
     fn configure_with(&mut self, line: Value) {
         let stdin = self.stdin.as_mut().expect("stdin");
         writeln!(stdin, "{line}").expect("configure the receiver");

@@ -403,3 +403,54 @@ async fn an_attempt_without_an_answer_within_ten_seconds_is_retried() {
     let shown = deliveries_until(&app, &endpoint, |l| l.first().is_some_and(|d| d["status"] == "delivered")).await;
     assert_eq!((&shown[0]["attempts"], &shown[0]["lastStatus"]), (&json!(2), &json!(204)));
 }
+
+/// Two `relay serve` nodes on one PostgreSQL, both emitting: every event arrives once, and the
+/// endpoint never has two attempts in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_deliver_each_event_once_and_one_at_a_time() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let master = run_cli(&["kek", "generate"], &[], None).1.trim().to_owned();
+    let owned: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("RELAY_MASTER_KEYS".into(), master),
+        ("RELAY_ALLOW_UPSTREAM_HOSTS".into(), "127.0.0.1".into()),
+    ];
+    let env = as_refs(&owned);
+    let created: Value =
+        serde_json::from_str(&run_cli(&["tenant", "create", "--name", "T", "--json"], &env, None).1).expect("json");
+    let rly = created["apiKey"].as_str().expect("key").to_owned();
+    let tenant_id: uuid::Uuid = created["tenantId"].as_str().and_then(|t| t.parse().ok()).expect("tenant id");
+    let nodes = [ServerProcess::start(&env, None), ServerProcess::start(&env, None)];
+    let client = reqwest::Client::new();
+    let mut receiver = Receiver::start();
+    let (_, secret) = create_endpoint(&client, &nodes[0].address, &rly, &json!({ "url": receiver.url() })).await;
+    receiver.configure_slow(&secret, 150);
+
+    let store = relay::store::connect(&relay::store::DatabaseUrl::parse(&db.url).expect("url")).await.expect("store");
+    let erasures = (0..12).map(|i| {
+        let (client, store, rly) = (client.clone(), store.clone(), rly.clone());
+        let node = nodes[i % 2].address.clone();
+        async move {
+            let label = format!("user_{i}");
+            store.upsert_end_user(tenant_id, &label, chrono::Utc::now()).await.expect("end user");
+            let res =
+                client.delete(format!("{node}/v1/users/{label}")).bearer_auth(&rly).send().await.expect("request");
+            assert_eq!(res.status(), 200);
+        }
+    });
+    futures::future::join_all(erasures).await;
+
+    let got = receiver.wait_for(12, WAIT).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got_after = receiver.requests();
+    assert_eq!(got_after.len(), 12, "no event twice: {got_after:#?}");
+    let labels: std::collections::HashSet<&str> =
+        got.iter().filter_map(|r| r["payload"]["data"]["endUserLabel"].as_str()).collect();
+    assert_eq!(labels.len(), 12, "every event once");
+    assert!(got.iter().all(|r| r["verified"] == true && r["answered"] == 204));
+    assert!(got.iter().all(|r| r["inflight"] == 1), "one attempt at a time: {got:#?}");
+    // Which node sends is a race (a node that just finished an attempt claims the next at once);
+    // both woke for their own events and tried.
+    let attempts: usize = nodes.iter().map(|n| n.logs().matches("webhook attempt").count()).sum();
+    assert_eq!(attempts, 12, "one attempt per event across the nodes");
+}
