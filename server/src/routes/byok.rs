@@ -160,7 +160,7 @@ pub async fn store_key(
     let provider = parse_provider(&path)?;
     allowed(&**store, &session, Some(provider)).await?;
     let done = keys.store_for_end_user(&session.end_user, provider, &body.key, "key", body.base_url.as_deref()).await?;
-    webhooks.key_connected(&done).await;
+    webhooks.key_connected(done.tenant_id, &done.end_user_label, done.provider.as_str(), &done.fingerprint).await;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(json!({ "provider": done.provider, "fingerprint": done.fingerprint })))

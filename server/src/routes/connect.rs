@@ -138,7 +138,7 @@ pub async fn connect(
         browser.check_origin(info.tenant_id, &req).await?;
     }
     let done = keys.connect(&body.registration_token, &body.provider, &body.api_key, body.base_url.as_deref()).await?;
-    webhooks.key_connected(&done).await;
+    webhooks.key_connected(done.tenant_id, &done.end_user_label, done.provider.as_str(), &done.fingerprint).await;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(Connected { provider: done.provider, fingerprint: done.fingerprint }))

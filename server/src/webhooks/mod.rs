@@ -140,13 +140,10 @@ impl Webhooks {
     }
 
     /// `key.connected` for a key just stored.
-    pub async fn key_connected(&self, done: &crate::keys::Connected) {
-        let data = serde_json::json!({
-            "endUserLabel": done.end_user_label,
-            "provider": done.provider,
-            "fingerprint": done.fingerprint,
-        });
-        self.emit(done.tenant_id, EventType::KeyConnected, data).await;
+    pub async fn key_connected(&self, tenant_id: Uuid, end_user_label: &str, provider: &str, fingerprint: &str) {
+        let data =
+            serde_json::json!({ "endUserLabel": end_user_label, "provider": provider, "fingerprint": fingerprint });
+        self.emit(tenant_id, EventType::KeyConnected, data).await;
     }
 
     /// `key.removed` for a key just deleted (`fingerprint` as read before the deletion).
