@@ -19,6 +19,8 @@ use crate::domain::money::{Period, Usd};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::store::{Budget, BudgetScope, DynStore, SpendAlert, SpendKey, SpendSubject, UsageEvent};
+use crate::webhooks::EventType;
+use crate::webhooks::Webhooks;
 
 /// `alertAt` when a budget names none, in basis points.
 pub const DEFAULT_ALERT_BPS: u16 = 8000;
@@ -116,11 +118,12 @@ pub struct BudgetAlert {
 pub struct Budgets {
     store: DynStore,
     metrics: Arc<Metrics>,
+    webhooks: Webhooks,
 }
 
 impl Budgets {
-    pub fn new(store: DynStore, metrics: Arc<Metrics>) -> Self {
-        Self { store, metrics }
+    pub fn new(store: DynStore, metrics: Arc<Metrics>, webhooks: Webhooks) -> Self {
+        Self { store, metrics, webhooks }
     }
 
     /// The limits that apply to a call of `end_user_id` on `provider` whose key carries `cap`
@@ -154,11 +157,12 @@ impl Budgets {
     /// After `events` were stored: sends the threshold and exceeded alerts their cost triggered.
     pub async fn after_stored(&self, events: &[UsageEvent]) {
         for alert in self.alerts_after(events).await {
-            let kind = match alert.alert {
-                SpendAlert::Threshold => "budget.threshold",
-                SpendAlert::Exceeded => "budget.exceeded",
+            let event = match alert.alert {
+                SpendAlert::Threshold => EventType::BudgetThreshold,
+                SpendAlert::Exceeded => EventType::BudgetExceeded,
             };
-            tracing::info!(tenant_id = %alert.tenant_id, event = kind, budget = %alert.data["budget"], "budget alert");
+            tracing::info!(tenant_id = %alert.tenant_id, %event, budget = %alert.data["budget"], "budget alert");
+            self.webhooks.emit(alert.tenant_id, event, alert.data).await;
         }
     }
 

@@ -331,6 +331,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "skipped": report.skipped,
                     "failed": report.failed,
                     "sessionSigningKeys": { "rewrapped": report.signing_keys_rewrapped, "failed": report.signing_keys_failed },
+                    "webhookSecrets": { "rewrapped": report.webhook_secrets_rewrapped, "failed": report.webhook_secrets_failed },
                 });
                 writeln!(out(), "{v}")?;
             } else {
@@ -347,12 +348,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     report.signing_keys_rewrapped,
                     report.signing_keys_failed
                 )?;
+                writeln!(
+                    out(),
+                    "Re-wrapped {} webhook secrets ({} failed).",
+                    report.webhook_secrets_rewrapped,
+                    report.webhook_secrets_failed
+                )?;
             }
-            anyhow::ensure!(
-                report.failed == 0 && report.signing_keys_failed == 0,
-                "{} stored keys could not be re-wrapped; see the log above",
-                report.failed + report.signing_keys_failed
-            );
+            let failed = report.failed + report.signing_keys_failed + report.webhook_secrets_failed;
+            anyhow::ensure!(failed == 0, "{failed} stored keys could not be re-wrapped; see the log above");
             Ok(())
         }
     }

@@ -188,6 +188,10 @@ pub struct ServeArgs {
     /// model replaces it), or replaces it whole with `"replace": true`.
     #[arg(long, env = "RELAY_PRICING_FILE")]
     pub pricing_file: Option<PathBuf>,
+    /// Webhook retry delays in seconds after each failed attempt, comma-separated (default
+    /// 5,300,1800,7200,18000,36000,36000: over 24 h); after the last the delivery is failed.
+    #[arg(long, env = "RELAY_WEBHOOK_RETRY_SCHEDULE")]
+    pub webhook_retry_schedule: Option<String>,
     /// Log format on stderr.
     #[arg(long, env = "RELAY_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: crate::telemetry::LogFormat,
@@ -228,6 +232,8 @@ pub struct Config {
     pub upstreams: HashMap<ProviderId, String>,
     /// The price table (built in, or as `RELAY_PRICING_FILE` extended or replaced it).
     pub prices: std::sync::Arc<crate::pricing::Prices>,
+    /// Delays between webhook attempts (`RELAY_WEBHOOK_RETRY_SCHEDULE`).
+    pub webhook_retry_schedule: Vec<Duration>,
 }
 
 impl Config {
@@ -267,6 +273,11 @@ impl Config {
             upstream_policy: crate::ssrf::UpstreamPolicy::from_env()?,
             upstreams: upstreams_from_env()?,
             prices: std::sync::Arc::new(crate::pricing::Prices::load(args.pricing_file.as_deref())?),
+            webhook_retry_schedule: match &args.webhook_retry_schedule {
+                Some(raw) => crate::webhooks::parse_retry_schedule(raw)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", crate::webhooks::ENV_RETRY_SCHEDULE))?,
+                None => crate::webhooks::DEFAULT_RETRY_SCHEDULE.to_vec(),
+            },
         })
     }
 }

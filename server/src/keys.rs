@@ -67,6 +67,8 @@ const TOUCH_EVERY_SECS: i64 = 60;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connected {
+    pub tenant_id: Uuid,
+    pub end_user_label: String,
     pub provider: ProviderId,
     pub fingerprint: String,
 }
@@ -82,6 +84,10 @@ pub struct RotationReport {
     pub signing_keys_rewrapped: u64,
     /// Session-token signing keys that do not open under any configured KEK.
     pub signing_keys_failed: u64,
+    /// Webhook endpoint secrets re-wrapped (counted apart from provider keys).
+    pub webhook_secrets_rewrapped: u64,
+    /// Webhook endpoint secrets that do not open under any configured KEK.
+    pub webhook_secrets_failed: u64,
 }
 
 impl KeyService {
@@ -156,7 +162,7 @@ impl KeyService {
         crate::audit::record(&*self.store, Some(info.tenant_id), "end_user", "provider_key.connect", Some(target))
             .await;
         tracing::info!(tenant_id = %info.tenant_id, provider = %provider, "provider key connected");
-        Ok(Connected { provider, fingerprint })
+        Ok(Connected { tenant_id: info.tenant_id, end_user_label: info.end_user_label, provider, fingerprint })
     }
 
     /// Stores a key for an end user the caller has already authenticated (the byok flow's
@@ -180,7 +186,7 @@ impl KeyService {
         crate::audit::record(&*self.store, Some(end_user.tenant_id), "end_user", "provider_key.connect", Some(target))
             .await;
         tracing::info!(tenant_id = %end_user.tenant_id, provider = %provider, "provider key stored by session");
-        Ok(Connected { provider, fingerprint })
+        Ok(Connected { tenant_id: end_user.tenant_id, end_user_label: end_user.label.clone(), provider, fingerprint })
     }
 
     /// Trims the pasted key, checks its format and (if configured) asks the provider, then
@@ -394,6 +400,7 @@ impl KeyService {
             }
         }
         self.rotate_signing_keys(target, &mut report).await?;
+        self.rotate_webhook_secrets(target, &mut report).await?;
         let summary = format!("v{target} rewrapped:{} failed:{}", report.rewrapped, report.failed);
         crate::audit::record(&*self.store, None, "operator", "kek.rotate", Some(summary)).await;
         Ok(report)
@@ -411,6 +418,26 @@ impl KeyService {
                 Err(e) => {
                     tracing::error!(record_id = %row.id, error = %e, "could not re-wrap the session signing key");
                     report.signing_keys_failed += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl KeyService {
+    /// Webhook endpoint secrets are sealed like provider keys: re-wrap them the same way.
+    async fn rotate_webhook_secrets(&self, target: KekVersion, report: &mut RotationReport) -> Result<(), ApiError> {
+        for row in self.store.webhook_endpoints_not_on_version(target).await? {
+            let ctx = crate::webhooks::secret_context(row.tenant_id, row.id);
+            match self.vault.rewrap(&ctx, &row.sealed_secret).await {
+                Ok(Some(new)) if self.store.rewrap_webhook_secret(row.id, &row.sealed_secret, &new).await? => {
+                    report.webhook_secrets_rewrapped += 1
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(record_id = %row.id, error = %e, "could not re-wrap a webhook secret");
+                    report.webhook_secrets_failed += 1;
                 }
             }
         }

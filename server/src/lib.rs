@@ -20,6 +20,8 @@
 //! - Beside them: `domain` (values parsed at the edge: rates and limits, money, key status),
 //!   `ratelimit`, `browser` (CORS, client addresses), `audit`, `usage_log`, `metrics`, `ssrf`,
 //!   `sse`, `config`, `cli`.
+//! - `webhooks` owns signed webhooks: endpoints, `Webhooks::emit` (called after an action, like
+//!   `audit::record`), the durable outbox's delivery worker, and signing.
 //!
 //! Dependencies point down this list: nothing below `routes` imports `startup`, and
 //! `tests/tests/architecture.rs` keeps it so.
@@ -50,3 +52,4 @@ pub mod tenants;
 pub mod upstream;
 pub mod usage_log;
 pub mod vault;
+pub mod webhooks;

@@ -29,6 +29,9 @@ pub struct Metrics {
     pub rate_limit_backend_errors: IntCounter,
     pub budget_refusals: IntCounterVec,
     pub key_status_changes: IntCounterVec,
+    pub webhook_deliveries: IntCounterVec,
+    pub webhook_outbox_pending: IntGauge,
+    pub webhook_emit_failures: IntCounter,
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
@@ -110,6 +113,21 @@ impl Metrics {
                 ),
                 &["provider", "status"],
             )?,
+            webhook_deliveries: IntCounterVec::new(
+                Opts::new(
+                    "webhook_deliveries_total",
+                    "Webhook delivery attempts, by outcome (delivered, retry, failed)",
+                ),
+                &["outcome"],
+            )?,
+            webhook_outbox_pending: IntGauge::new(
+                "webhook_outbox_pending",
+                "Webhook deliveries waiting for an attempt or a retry (all nodes; read by this node's worker)",
+            )?,
+            webhook_emit_failures: IntCounter::new(
+                "webhook_emit_failures_total",
+                "Webhook events that could not be written to the outbox (see the error log)",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.http_requests.clone()))?;
@@ -126,6 +144,9 @@ impl Metrics {
         m.registry.register(Box::new(m.rate_limit_backend_errors.clone()))?;
         m.registry.register(Box::new(m.budget_refusals.clone()))?;
         m.registry.register(Box::new(m.key_status_changes.clone()))?;
+        m.registry.register(Box::new(m.webhook_deliveries.clone()))?;
+        m.registry.register(Box::new(m.webhook_outbox_pending.clone()))?;
+        m.registry.register(Box::new(m.webhook_emit_failures.clone()))?;
         Ok(m)
     }
 

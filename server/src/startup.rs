@@ -22,6 +22,7 @@ use crate::store::{self, DynStore, Store};
 use crate::upstream::{Upstream, Upstreams};
 use crate::usage_log::UsageLog;
 use crate::vault::Vault;
+use crate::webhooks::Webhooks;
 use crate::{auth, routes, telemetry};
 
 /// Small writes (an SSE chunk, a short JSON answer) leave at once instead of waiting for the
@@ -51,6 +52,7 @@ struct Services {
     metrics: web::Data<Metrics>,
     upstream: web::Data<Upstream>,
     settings: web::Data<ServerSettings>,
+    webhooks: web::Data<Webhooks>,
 }
 
 impl Services {
@@ -72,11 +74,14 @@ impl Services {
             .app_data(self.metrics.clone())
             .app_data(self.upstream.clone())
             .app_data(self.settings.clone())
+            .app_data(self.webhooks.clone())
     }
 }
 
 pub struct Application {
     usage: UsageLog,
+    /// The webhook delivery worker, stopped when the server is.
+    webhook_worker: tokio::task::JoinHandle<()>,
     port: u16,
     metrics_port: Option<u16>,
     server: Server,
@@ -99,6 +104,7 @@ impl Application {
             Arc::new(store::cached::CachedStore::new(store, config.cache_ttl))
         };
         let vault = Vault::new(Arc::new(config.store.keyring));
+        let webhook_policy = config.upstream_policy.clone();
         let timeouts = config.upstream_timeouts;
         let upstreams = Upstreams::new(&config.upstreams, &timeouts)?.with_policy(config.upstream_policy)?;
         let keys = KeyService::new(store.clone(), vault, upstreams.clone(), config.verify_provider_keys);
@@ -113,10 +119,27 @@ impl Application {
             }
             None => RateLimiter::in_memory(config.limits, metrics.clone()),
         };
-        let budgets = Budgets::new(store.clone(), metrics.clone());
+        // Webhook endpoints are under the same SSRF policy (and allow-list) as upstreams.
+        let webhooks = Webhooks::new(
+            store.clone(),
+            keys.vault().clone(),
+            metrics.clone(),
+            webhook_policy,
+            config.webhook_retry_schedule,
+            config.public_url.clone(),
+        )?;
+        let webhook_worker = webhooks.start();
+        let budgets = Budgets::new(store.clone(), metrics.clone(), webhooks.clone());
         let usage = UsageLog::start(store.clone(), budgets.clone());
-        let upstream =
-            Upstream::new(upstreams, keys.clone(), budgets, metrics.clone(), usage.clone(), config.prices.clone());
+        let upstream = Upstream::new(
+            upstreams,
+            keys.clone(),
+            budgets,
+            webhooks.clone(),
+            metrics.clone(),
+            usage.clone(),
+            config.prices.clone(),
+        );
         // Each handler takes the services it uses (`web::Data<…>`), nothing else.
         let services = Services {
             store: web::Data::from(store),
@@ -131,6 +154,7 @@ impl Application {
                 max_relay_body_bytes: config.max_relay_body_bytes,
                 metrics_elsewhere: config.metrics_listen.is_some(),
             }),
+            webhooks: web::Data::new(webhooks),
         };
         let metrics_server = match &config.metrics_listen {
             Some(addr) => {
@@ -181,7 +205,7 @@ impl Application {
             Some((s, p)) => (Some(s), p),
             None => (None, None),
         };
-        Ok(Self { usage, port, metrics_port, server: server.run(), metrics_server })
+        Ok(Self { usage, webhook_worker, port, metrics_port, server: server.run(), metrics_server })
     }
 
     pub fn port(&self) -> u16 {
@@ -207,6 +231,8 @@ impl Application {
                 result
             }
         };
+        // An attempt cut short here is claimed again when its lease ends (at least once).
+        self.webhook_worker.abort();
         // The last calls' usage events, before the process exits.
         self.usage.flush().await;
         result

@@ -43,6 +43,8 @@ pub struct SpawnOptions {
     pub first_byte_timeout: Duration,
     /// The price table (the built-in one by default).
     pub prices: relay::pricing::Prices,
+    /// Delays between webhook attempts (the server's default unless a test sets short ones).
+    pub webhook_retry_schedule: Vec<Duration>,
 }
 
 /// No limits but the server's default for anonymous registrations.
@@ -69,6 +71,7 @@ impl Default for SpawnOptions {
             cache_ttl: Duration::ZERO,
             first_byte_timeout: Duration::from_secs(30),
             prices: relay::pricing::Prices::builtin(),
+            webhook_retry_schedule: relay::webhooks::DEFAULT_RETRY_SCHEDULE.to_vec(),
         }
     }
 }
@@ -113,6 +116,7 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
         upstream_policy: relay::ssrf::UpstreamPolicy::new(vec!["127.0.0.1".into()], false),
         upstreams,
         prices: std::sync::Arc::new(options.prices),
+        webhook_retry_schedule: options.webhook_retry_schedule,
     };
     let app = Application::build_with_store(config, store.clone()).await.expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());

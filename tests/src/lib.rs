@@ -1,13 +1,15 @@
 //! Shared helpers for Relay's end-to-end tests: a fresh database per test on PostgreSQL or
 //! SQLite (dropped afterwards), a mock provider that checks keys the way providers do, the app
 //! spawned in-process on port 0, the real `relay` binary for CLI and log tests, and the provider
-//! wire fixtures with what the suites replaying them share.
+//! wire fixtures with what the suites replaying them share, and a webhook receiver that verifies
+//! signatures with the `standardwebhooks` library.
 
 pub mod app;
 pub mod db;
 pub mod fixtures;
 pub mod mock;
 pub mod process;
+pub mod receiver;
 pub mod sdk;
 
 pub use app::{spawn_app, TestApp};

@@ -84,11 +84,18 @@ macro_rules! all_checks {
             check_usage_batches => postgres_usage_batches, sqlite_usage_batches;
             check_usage_cost => postgres_usage_cost, sqlite_usage_cost;
             check_provider_key_health => postgres_provider_key_health, sqlite_provider_key_health;
+            check_webhook_outbox => postgres_webhook_outbox, sqlite_webhook_outbox;
+            check_webhook_concurrent_claims => postgres_webhook_concurrent_claims, sqlite_webhook_concurrent_claims;
+            check_webhook_claims_with_skewed_clocks => postgres_webhook_claims_with_skewed_clocks, sqlite_webhook_claims_with_skewed_clocks;
         }
     };
 }
 
 all_checks!(conformance);
+
+#[path = "store_conformance/webhooks.rs"]
+mod webhook_checks;
+use webhook_checks::{check_webhook_claims_with_skewed_clocks, check_webhook_concurrent_claims, check_webhook_outbox};
 
 /// The same contract through the caching store `relay serve` puts in front of the database: a
 /// write through it must never leave a stale read behind.

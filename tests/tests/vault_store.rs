@@ -553,7 +553,8 @@ async fn check_cli_kek_rotate(backend: Backend) {
     assert!(!status.success(), "v3 alone must fail: {stdout} {stderr}");
     let report: Value = serde_json::from_str(stdout.trim()).expect("JSON report even on failure");
     let signing = json!({ "rewrapped": 0, "failed": 1 });
-    let want = json!({ "kekVersion": 3, "rewrapped": 0, "skipped": 0, "failed": 4, "sessionSigningKeys": signing });
+    let want = json!({ "kekVersion": 3, "rewrapped": 0, "skipped": 0, "failed": 4, "sessionSigningKeys": signing,
+        "webhookSecrets": { "rewrapped": 0, "failed": 0 } });
     assert_eq!(report, want, "{stderr}");
     assert!(stderr.contains("could not be re-wrapped"), "the error says what happened: {stderr}");
     assert!(stderr.contains("master key v1"), "the log names the missing master key version: {stderr}");
@@ -568,7 +569,8 @@ async fn check_cli_kek_rotate(backend: Backend) {
     assert!(status.success(), "rotation failed: {stdout} {stderr}");
     let report: Value = serde_json::from_str(stdout.trim()).expect("JSON report");
     let signing = json!({ "rewrapped": 1, "failed": 0 });
-    let want = json!({ "kekVersion": 2, "rewrapped": 4, "skipped": 0, "failed": 0, "sessionSigningKeys": signing });
+    let want = json!({ "kekVersion": 2, "rewrapped": 4, "skipped": 0, "failed": 0, "sessionSigningKeys": signing,
+        "webhookSecrets": { "rewrapped": 0, "failed": 0 } });
     assert_eq!(report, want);
 
     let mut after = all_rows(&app.store).await;

@@ -21,6 +21,7 @@ use crate::keys::{parse_provider, KeyService};
 use crate::providers::ProviderId;
 use crate::ratelimit::{self, RateLimiter, Scope};
 use crate::store::{Store, TenantSettings};
+use crate::webhooks::Webhooks;
 
 /// Lifetime of an anonymous user's session token. The token is the user's only credential, so
 /// it outlives a developer-issued one (15 min default); when it expires the page registers
@@ -159,6 +160,7 @@ pub async fn store_key(
     session: BrowserSession,
     store: web::Data<dyn Store>,
     keys: web::Data<KeyService>,
+    webhooks: web::Data<Webhooks>,
     path: web::Path<String>,
     body: web::Json<StoreBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -167,6 +169,7 @@ pub async fn store_key(
     let cap = body.monthly_cap_usd.map(|d| dollars_param(d, "monthlyCapUsd")).transpose()?;
     let done =
         keys.store_for_end_user(&session.end_user, provider, &body.key, "key", body.base_url.as_deref(), cap).await?;
+    webhooks.key_connected(done.tenant_id, &done.end_user_label, done.provider.as_str(), &done.fingerprint).await;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(json!({ "provider": done.provider, "fingerprint": done.fingerprint })))
@@ -244,15 +247,21 @@ pub async fn list_keys(session: BrowserSession, store: web::Data<dyn Store>) -> 
 pub async fn delete_key(
     session: BrowserSession,
     store: web::Data<dyn Store>,
+    webhooks: web::Data<Webhooks>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let provider = parse_provider(&path)?;
     allowed(&**store, &session, Some(provider)).await?;
+    let existing = store.get_provider_key(session.end_user.id, provider.as_str()).await?;
     if !store.delete_provider_key(session.end_user.id, provider.as_str()).await? {
         return Err(ApiError::not_found("enduser_key_missing", format!("No {provider} key is stored for this user.")));
     }
     let target = format!("end_user:{} provider:{provider}", session.end_user.id);
     crate::audit::record(&**store, Some(session.claims.tid), "end_user", "provider_key.delete", Some(target)).await;
+    let fingerprint = existing.map(|k| k.fingerprint);
+    webhooks
+        .key_removed(session.end_user.tenant_id, &session.end_user.label, provider.as_str(), fingerprint.as_deref())
+        .await;
     Ok(HttpResponse::Ok().json(json!({ "provider": provider, "deleted": true })))
 }
 

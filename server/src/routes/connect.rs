@@ -14,6 +14,7 @@ use crate::keys::KeyService;
 use crate::providers::ProviderId;
 use crate::ratelimit::{self, RateLimiter, Scope};
 use crate::store::Store;
+use crate::webhooks::Webhooks;
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -131,6 +132,7 @@ pub async fn connect(
     keys: web::Data<KeyService>,
     browser: web::Data<BrowserAccess>,
     limiter: web::Data<RateLimiter>,
+    webhooks: web::Data<Webhooks>,
     body: web::Json<ConnectBody>,
 ) -> Result<HttpResponse, ApiError> {
     ratelimit::admit_ip(&req, &limiter, &browser, Scope::Connect).await?;
@@ -143,6 +145,7 @@ pub async fn connect(
     let cap = body.monthly_cap_usd.map(|d| dollars_param(d, "monthlyCapUsd")).transpose()?;
     let done =
         keys.connect(&body.registration_token, &body.provider, &body.api_key, body.base_url.as_deref(), cap).await?;
+    webhooks.key_connected(done.tenant_id, &done.end_user_label, done.provider.as_str(), &done.fingerprint).await;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(Connected { provider: done.provider, fingerprint: done.fingerprint }))

@@ -12,6 +12,7 @@ pub(crate) mod session_tokens;
 pub(crate) mod unified;
 pub(crate) mod usage;
 pub(crate) mod users;
+pub(crate) mod webhooks;
 pub mod widget;
 
 use actix_web::{web, HttpRequest};
@@ -78,6 +79,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/v1/models").route(web::get().to(unified::models)))
         .service(resource("/v1/usage").route(web::get().to(usage::usage)))
+        .service(
+            resource("/v1/webhook-endpoints")
+                .route(web::post().to(webhooks::create))
+                .route(web::get().to(webhooks::list)),
+        )
+        .service(
+            resource("/v1/webhook-endpoints/{id}")
+                .route(web::get().to(webhooks::get))
+                .route(web::delete().to(webhooks::delete)),
+        )
+        .service(resource("/v1/webhook-endpoints/{id}/deliveries").route(web::get().to(webhooks::deliveries)))
         .service(web::resource("/relay/{provider}/{tail:.*}").to(relay::relay));
 }
 

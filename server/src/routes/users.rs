@@ -14,6 +14,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::providers::{accepted_providers, ProviderId};
 use crate::store::{EndUser, SpendKey, SpendSubject, Store};
 use crate::usage_log::UsageLog;
+use crate::webhooks::Webhooks;
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -164,6 +165,7 @@ pub async fn get(
 pub async fn delete_key(
     auth: TenantAuth,
     store: web::Data<dyn Store>,
+    webhooks: web::Data<Webhooks>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_label, raw_provider) = path.into_inner();
@@ -175,10 +177,13 @@ pub async fn delete_key(
         .param("provider")
     })?;
     let user = find_user(&**store, auth, &raw_label).await?;
+    let existing = store.get_provider_key(user.id, provider.as_str()).await?;
     if !store.delete_provider_key(user.id, provider.as_str()).await? {
         return Err(ApiError::not_found("enduser_key_missing", format!("This end user has no stored {provider} key.")));
     }
     audit(&**store, auth, "provider_key.delete", format!("end_user:{} provider:{provider}", user.id)).await;
+    let fingerprint = existing.map(|k| k.fingerprint);
+    webhooks.key_removed(auth.tenant_id, &user.label, provider.as_str(), fingerprint.as_deref()).await;
     Ok(HttpResponse::Ok().json(DeletedKey { end_user_label: &user.label, provider, deleted: true }))
 }
 
@@ -202,11 +207,13 @@ pub async fn delete_key(
 pub async fn delete(
     auth: TenantAuth,
     store: web::Data<dyn Store>,
+    webhooks: web::Data<Webhooks>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let label = label(&path)?;
     let id = store.delete_end_user(auth.tenant_id, label.as_str()).await?.ok_or_else(user_not_found)?;
     audit(&**store, auth, "end_user.delete", format!("end_user:{id}")).await;
+    webhooks.user_erased(auth.tenant_id, label.as_str()).await;
     Ok(HttpResponse::Ok().json(DeletedUser { end_user_label: label.as_str(), deleted: true }))
 }
 

@@ -356,6 +356,54 @@ impl Store for CachedStore {
         }
         done
     }
+
+    // Webhooks: nothing cached (the worker and the API read the outbox as it is).
+    async fn insert_webhook_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<()> {
+        self.inner.insert_webhook_endpoint(endpoint).await
+    }
+    async fn list_webhook_endpoints(&self, tenant_id: Uuid) -> Result<Vec<WebhookEndpoint>> {
+        self.inner.list_webhook_endpoints(tenant_id).await
+    }
+    async fn get_webhook_endpoint(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<WebhookEndpoint>> {
+        self.inner.get_webhook_endpoint(tenant_id, id).await
+    }
+    async fn delete_webhook_endpoint(&self, tenant_id: Uuid, id: Uuid) -> Result<bool> {
+        self.inner.delete_webhook_endpoint(tenant_id, id).await
+    }
+    async fn enqueue_webhook_event(&self, event: &NewWebhookEvent) -> Result<u64> {
+        self.inner.enqueue_webhook_event(event).await
+    }
+    async fn claim_webhook_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        self.inner.claim_webhook_deliveries(now, lease_until, limit).await
+    }
+    async fn finish_webhook_attempt(&self, id: i64, result: &AttemptResult) -> Result<()> {
+        self.inner.finish_webhook_attempt(id, result).await
+    }
+    async fn list_webhook_deliveries(
+        &self,
+        tenant_id: Uuid,
+        endpoint_id: Uuid,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>> {
+        self.inner.list_webhook_deliveries(tenant_id, endpoint_id, limit).await
+    }
+    async fn prune_webhook_events(&self, before: DateTime<Utc>) -> Result<u64> {
+        self.inner.prune_webhook_events(before).await
+    }
+    async fn count_pending_webhook_deliveries(&self) -> Result<u64> {
+        self.inner.count_pending_webhook_deliveries().await
+    }
+    async fn webhook_endpoints_not_on_version(&self, version: KekVersion) -> Result<Vec<WebhookEndpoint>> {
+        self.inner.webhook_endpoints_not_on_version(version).await
+    }
+    async fn rewrap_webhook_secret(&self, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool> {
+        self.inner.rewrap_webhook_secret(id, old, new).await
+    }
 }
 
 #[cfg(test)]

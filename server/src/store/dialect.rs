@@ -22,6 +22,10 @@ pub trait Dialect: Database {
     const BACKEND: &'static str;
     /// The schema, oldest migration first.
     const MIGRATIONS: &'static [(i64, &'static str, &'static str)];
+    /// Run first in the transaction that claims webhook deliveries, so that claims from several
+    /// nodes take turns (PostgreSQL: a transaction-scoped advisory lock). `None` where the
+    /// database already runs one writer at a time (SQLite).
+    const CLAIM_LOCK: Option<&'static str>;
 
     /// An id as bound to a statement.
     type Id: for<'q> Encode<'q, Self> + Type<Self> + Send;
@@ -63,9 +67,12 @@ impl Dialect for Postgres {
         (3, "base_url", include_str!("../../../migrations/postgres/0003_base_url.sql")),
         (4, "limits", include_str!("../../../migrations/postgres/0004_limits.sql")),
         (5, "cost", include_str!("../../../migrations/postgres/0005_cost.sql")),
+        (6, "webhooks", include_str!("../../../migrations/postgres/0006_webhooks.sql")),
         (7, "key_health", include_str!("../../../migrations/postgres/0007_key_health.sql")),
         (8, "budgets", include_str!("../../../migrations/postgres/0008_budgets.sql")),
     ];
+
+    const CLAIM_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7245001)");
 
     type Id = Uuid;
     type StoredId<'r> = Uuid;
@@ -110,9 +117,12 @@ impl Dialect for Sqlite {
         (3, "base_url", include_str!("../../../migrations/sqlite/0003_base_url.sql")),
         (4, "limits", include_str!("../../../migrations/sqlite/0004_limits.sql")),
         (5, "cost", include_str!("../../../migrations/sqlite/0005_cost.sql")),
+        (6, "webhooks", include_str!("../../../migrations/sqlite/0006_webhooks.sql")),
         (7, "key_health", include_str!("../../../migrations/sqlite/0007_key_health.sql")),
         (8, "budgets", include_str!("../../../migrations/sqlite/0008_budgets.sql")),
     ];
+
+    const CLAIM_LOCK: Option<&'static str> = None;
 
     type Id = String;
     type StoredId<'r> = &'r str;

@@ -5,7 +5,9 @@ pub mod cached;
 mod dialect;
 mod postgres;
 mod sql;
+mod sql_webhooks;
 mod sqlite;
+mod webhooks;
 
 use std::fmt;
 
@@ -23,6 +25,7 @@ use crate::vault::{KekVersion, SealedKey};
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use webhooks::{AttemptResult, ClaimedDelivery, DeliveryStatus, NewWebhookEvent, WebhookDelivery, WebhookEndpoint};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -550,6 +553,45 @@ pub trait Store: Send + Sync + 'static {
     /// (which only connecting a key again ends). True when this call changed the status, so
     /// one transition is reported once however many calls see it.
     async fn set_provider_key_health(&self, id: Uuid, health: &KeyHealth) -> Result<bool>;
+
+    // --- Webhooks: endpoints and the delivery outbox (`webhooks/`; queries in sql_webhooks.rs) ---
+    async fn insert_webhook_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<()>;
+    /// A tenant's endpoints, oldest first.
+    async fn list_webhook_endpoints(&self, tenant_id: Uuid) -> Result<Vec<WebhookEndpoint>>;
+    async fn get_webhook_endpoint(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<WebhookEndpoint>>;
+    /// Deletes the endpoint and, by cascade, its deliveries; false when the tenant has no such one.
+    async fn delete_webhook_endpoint(&self, tenant_id: Uuid, id: Uuid) -> Result<bool>;
+    /// In one transaction: stores the event and one pending delivery, due at once, for every
+    /// endpoint of its tenant subscribed to its type. Returns the deliveries created; with none,
+    /// nothing is stored.
+    async fn enqueue_webhook_event(&self, event: &NewWebhookEvent) -> Result<u64>;
+    /// Leases up to `limit` due deliveries until `lease_until` (one UPDATE … RETURNING), counting
+    /// the attempt: per endpoint its oldest due delivery, and none for an endpoint that has a
+    /// leased one. Concurrent claimers (on several nodes) never get the same delivery.
+    async fn claim_webhook_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>>;
+    /// Records an attempt's outcome and releases the lease.
+    async fn finish_webhook_attempt(&self, id: i64, result: &AttemptResult) -> Result<()>;
+    /// An endpoint's deliveries, newest first (the tenant's own endpoint only).
+    async fn list_webhook_deliveries(
+        &self,
+        tenant_id: Uuid,
+        endpoint_id: Uuid,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>>;
+    /// Deletes events created before `before` that wait for no delivery (and, by cascade, their
+    /// delivered and failed deliveries); returns the events deleted.
+    async fn prune_webhook_events(&self, before: DateTime<Utc>) -> Result<u64>;
+    /// Deliveries still pending, on every tenant (for the outbox gauge).
+    async fn count_pending_webhook_deliveries(&self) -> Result<u64>;
+    /// Endpoints whose secret is not wrapped under `version`, for rotation.
+    async fn webhook_endpoints_not_on_version(&self, version: KekVersion) -> Result<Vec<WebhookEndpoint>>;
+    /// Compare-and-set of a re-wrapped secret, like `rewrap_provider_key`.
+    async fn rewrap_webhook_secret(&self, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool>;
 }
 
 /// A `status` column as stored.

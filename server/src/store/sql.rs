@@ -960,4 +960,62 @@ where
         .map(audit_event)
         .collect()
     }
+
+    async fn insert_webhook_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<()> {
+        self.webhook_insert_endpoint(endpoint).await
+    }
+
+    async fn list_webhook_endpoints(&self, tenant_id: Uuid) -> Result<Vec<WebhookEndpoint>> {
+        self.webhook_list_endpoints(tenant_id).await
+    }
+
+    async fn get_webhook_endpoint(&self, tenant_id: Uuid, id: Uuid) -> Result<Option<WebhookEndpoint>> {
+        self.webhook_get_endpoint(tenant_id, id).await
+    }
+
+    async fn delete_webhook_endpoint(&self, tenant_id: Uuid, id: Uuid) -> Result<bool> {
+        self.webhook_delete_endpoint(tenant_id, id).await
+    }
+
+    async fn enqueue_webhook_event(&self, event: &NewWebhookEvent) -> Result<u64> {
+        self.webhook_enqueue(event).await
+    }
+
+    async fn claim_webhook_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        self.webhook_claim(now, lease_until, limit).await
+    }
+
+    async fn finish_webhook_attempt(&self, id: i64, result: &AttemptResult) -> Result<()> {
+        self.webhook_finish(id, result).await
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        tenant_id: Uuid,
+        endpoint_id: Uuid,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>> {
+        self.webhook_list_deliveries(tenant_id, endpoint_id, limit).await
+    }
+
+    async fn prune_webhook_events(&self, before: DateTime<Utc>) -> Result<u64> {
+        self.webhook_prune(before).await
+    }
+
+    async fn count_pending_webhook_deliveries(&self) -> Result<u64> {
+        self.webhook_count_pending().await
+    }
+
+    async fn webhook_endpoints_not_on_version(&self, version: KekVersion) -> Result<Vec<WebhookEndpoint>> {
+        self.webhook_endpoints_not_on(version).await
+    }
+
+    async fn rewrap_webhook_secret(&self, id: Uuid, old: &SealedKey, new: &SealedKey) -> Result<bool> {
+        self.rewrap(rewrap_statement!("webhook_endpoints"), id, old, new).await
+    }
 }

@@ -11,28 +11,39 @@ use crate::keys::KeyService;
 use crate::metrics::Metrics;
 use crate::providers::ProviderId;
 use crate::store::StoredProviderKey;
+use crate::webhooks::Webhooks;
 
 /// The key row one call opened, and its status then. Writes only when an answer changes that
 /// status: a call on a healthy key that succeeds writes nothing.
 pub struct KeyWatch {
     keys: KeyService,
+    webhooks: Webhooks,
     metrics: Arc<Metrics>,
     provider: ProviderId,
     key_id: Uuid,
     tenant_id: Uuid,
     end_user_id: Uuid,
+    fingerprint: String,
     seen: KeyStatus,
 }
 
 impl KeyWatch {
-    pub fn new(keys: KeyService, metrics: Arc<Metrics>, provider: ProviderId, row: &StoredProviderKey) -> Self {
+    pub fn new(
+        keys: KeyService,
+        webhooks: Webhooks,
+        metrics: Arc<Metrics>,
+        provider: ProviderId,
+        row: &StoredProviderKey,
+    ) -> Self {
         Self {
             keys,
+            webhooks,
             metrics,
             provider,
             key_id: row.id,
             tenant_id: row.tenant_id,
             end_user_id: row.end_user_id,
+            fingerprint: row.fingerprint.clone(),
             seen: row.health.status,
         }
     }
@@ -54,14 +65,14 @@ impl KeyWatch {
 
     async fn record(&self, health: KeyHealth) {
         if self.keys.set_health(self.key_id, &health).await {
-            self.transitioned(&health);
+            self.transitioned(&health).await;
         }
     }
 
     /// The one place where a key's status is known to have changed, once per change across
-    /// every call and node (the store's update is conditional). A `key.invalid` webhook goes
-    /// here, for `health.status == KeyStatus::Invalid`.
-    fn transitioned(&self, health: &KeyHealth) {
+    /// every call and node (the store's update is conditional): metered, logged, and for a key
+    /// now `invalid`, the tenant's `key.invalid` webhook.
+    async fn transitioned(&self, health: &KeyHealth) {
         let status = health.status.as_str();
         self.metrics.key_status_changes.with_label_values(&[self.provider.as_str(), status]).inc();
         tracing::info!(
@@ -72,6 +83,11 @@ impl KeyWatch {
             reason = health.reason.as_deref().unwrap_or(""),
             "provider key status changed"
         );
+        if health.status == KeyStatus::Invalid {
+            let reason = health.reason.as_deref().unwrap_or("");
+            let provider = self.provider.as_str();
+            self.webhooks.key_invalid(self.tenant_id, self.end_user_id, provider, &self.fingerprint, reason).await;
+        }
     }
 }
 

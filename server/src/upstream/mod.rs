@@ -36,6 +36,7 @@ use crate::pricing::Prices;
 use crate::providers::{Dialect, ProviderId};
 use crate::ssrf::{CheckedUrl, SsrfError};
 use crate::usage_log::UsageLog;
+use crate::webhooks::Webhooks;
 
 /// The most of a provider's error answer Relay reads (to mask it) before it gives up on it.
 const ERROR_BODY_LIMIT: usize = 256 * 1024;
@@ -45,6 +46,7 @@ pub struct Upstream {
     upstreams: Upstreams,
     keys: KeyService,
     budgets: Budgets,
+    webhooks: Webhooks,
     metrics: Arc<Metrics>,
     usage: UsageLog,
     /// What each usage record is priced at.
@@ -56,11 +58,12 @@ impl Upstream {
         upstreams: Upstreams,
         keys: KeyService,
         budgets: Budgets,
+        webhooks: Webhooks,
         metrics: Arc<Metrics>,
         usage: UsageLog,
         prices: Arc<Prices>,
     ) -> Self {
-        Self { upstreams, keys, budgets, metrics, usage, prices }
+        Self { upstreams, keys, budgets, webhooks, metrics, usage, prices }
     }
 
     pub fn timeouts(&self) -> &UpstreamTimeouts {
@@ -116,7 +119,7 @@ impl Upstream {
         }
         self.keys.touch(&row).await;
         let base = row.base_url.as_deref().map(|b| self.upstreams.check_stored(b)).transpose()?;
-        let health = KeyWatch::new(self.keys.clone(), self.metrics.clone(), provider, &row);
+        let health = KeyWatch::new(self.keys.clone(), self.webhooks.clone(), self.metrics.clone(), provider, &row);
         let mask = Masker::new(key, row.fingerprint);
         let target = self.upstreams.target(provider, base.as_ref(), path, query)?;
         let log = usage.is_some().then(|| self.usage.clone());
