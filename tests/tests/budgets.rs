@@ -210,7 +210,7 @@ async fn budgets_are_set_read_and_deleted_through_the_api() {
         let res = send(&app, Method::PUT, "/v1/budgets/tenant", Some(body)).await;
         assert_error(res, 400, code).await;
     }
-    assert_error(send(&app, Method::GET, "/v1/budgets/everyone", None).await, 404, "unknown_route").await;
+    assert_error(send(&app, Method::GET, "/v1/budgets/everyone", None).await, 404, "budget_scope_unknown").await;
 
     let res = send(&app, Method::DELETE, "/v1/budgets/tenant", None).await;
     assert_eq!(res.status(), 200);

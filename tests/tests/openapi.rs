@@ -70,6 +70,7 @@ fn concrete(path: &str) -> String {
         .map(|seg| match seg {
             "{asset}" => "app.js",
             "{provider}" => "openai",
+            "{scope}" => "tenant",
             "{path}" => "v1/models",
             s if s.starts_with('{') => "x",
             s => s,

@@ -454,3 +454,81 @@ async fn two_nodes_deliver_each_event_once_and_one_at_a_time() {
     let attempts: usize = nodes.iter().map(|n| n.logs().matches("webhook attempt").count()).sum();
     assert_eq!(attempts, 12, "one attempt per event across the nodes");
 }
+
+/// The events other parts of Relay raise: `budget.threshold` and `budget.exceeded` once per
+/// budget and period as spend crosses them, and `key.invalid` with a link that lets the end user
+/// connect a new key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_and_key_health_events_arrive_once_with_their_data() {
+    use relay_tests::mock::Reply;
+    let app = spawn(Backend::Postgres, &[1, 1]).await;
+    let mut receiver = Receiver::start();
+    let body = json!({ "url": receiver.url(), "events": ["budget.threshold", "budget.exceeded", "key.invalid"] });
+    let (_, secret) = create_endpoint(&app.client, &app.address, &app.api_key, &body).await;
+    receiver.configure(&secret, 0, 500);
+    app.connect_new_key("ann", "openai").await;
+    let completion = json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                            "usage": {"prompt_tokens": 1000, "completion_tokens": 1000, "total_tokens": 2000}});
+    app.mock.reply(Reply::Json { status: 200, headers: vec![], body: completion });
+    let chat = || {
+        app.client
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(&app.api_key)
+            .header("x-relay-user", "ann")
+            .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    // gpt-4o-mini at $0.15 / $0.60 per million: $0.00075 a call. Three calls fit in $0.00225;
+    // the second crosses half of it, the third spends it.
+    let res = app
+        .client
+        .put(app.url("/v1/users/ann/budget"))
+        .bearer_auth(&app.api_key)
+        .json(&json!({"limitUsd": 0.00225, "period": "month", "alertAt": 0.5}))
+        .send()
+        .await
+        .expect("budget");
+    assert_eq!(res.status(), 200);
+    for _ in 0..3 {
+        assert_eq!(chat().await.expect("chat").status(), 200);
+    }
+    assert_eq!(chat().await.expect("chat").status(), 402);
+    let got = receiver.wait_for(2, WAIT).await;
+    let types: Vec<&str> = got.iter().filter_map(|r| r["payload"]["type"].as_str()).collect();
+    assert_eq!(types, ["budget.threshold", "budget.exceeded"], "each once: {got:#?}");
+    for r in &got {
+        assert_eq!(r["verified"], true);
+        let data = &r["payload"]["data"];
+        assert_eq!((data["budget"].as_str(), data["endUserLabel"].as_str()), (Some("end_user"), Some("ann")), "{data}");
+        assert_eq!((data["limitUsd"].as_f64(), data["period"].as_str()), (Some(0.00225), Some("month")), "{data}");
+    }
+    assert_eq!(got[0]["payload"]["data"]["spentUsd"].as_f64(), Some(0.0015));
+    assert_eq!(got[1]["payload"]["data"]["spentUsd"].as_f64(), Some(0.00225));
+
+    // The provider refuses the key: key.invalid, once, with a link that connects a new one.
+    app.mock.reply(Reply::Json {
+        status: 401,
+        headers: vec![],
+        body: json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}}),
+    });
+    let res =
+        app.client.delete(app.url("/v1/users/ann/budget")).bearer_auth(&app.api_key).send().await.expect("delete");
+    assert_eq!(res.status(), 200);
+    assert_eq!(chat().await.expect("chat").status(), 401);
+    assert_eq!(chat().await.expect("chat").status(), 403, "refused at once from now on");
+    let got = receiver.wait_for(3, WAIT).await;
+    let invalid = &got[2]["payload"];
+    assert_eq!(invalid["type"], "key.invalid");
+    let data = &invalid["data"];
+    assert_eq!((data["endUserLabel"].as_str(), data["provider"].as_str()), (Some("ann"), Some("openai")));
+    assert!(data["reason"].as_str().is_some_and(|r| r.contains("401")), "{data}");
+    let link = data["reconnectUrl"].as_str().expect("reconnectUrl");
+    let token = link.strip_prefix("/connect?token=").expect("a connect link");
+    let fresh = relay_tests::fake_keys::for_provider("openai");
+    app.mock.reply(Reply::Json { status: 200, headers: vec![], body: json!({"object": "list", "data": []}) });
+    app.mock.accept(&fresh);
+    assert_eq!(app.connect(token, "openai", &fresh).await.status(), 200, "the link connects a new key");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.requests().iter().filter(|r| r["payload"]["type"] == "key.invalid").count(), 1, "once");
+}

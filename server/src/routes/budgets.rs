@@ -185,7 +185,7 @@ fn tenant_scope(raw: &str) -> Result<BudgetScope, ApiError> {
         "tenant" => Ok(BudgetScope::Tenant),
         "end-user-default" => Ok(BudgetScope::EndUserDefault),
         _ => Err(ApiError::not_found(
-            "unknown_route",
+            "budget_scope_unknown",
             "No such budget: use /v1/budgets/tenant, /v1/budgets/end-user-default or /v1/users/{label}/budget.",
         )),
     }
@@ -208,7 +208,7 @@ fn tenant_scope(raw: &str) -> Result<BudgetScope, ApiError> {
         (status = 200, description = "The budget as stored, with this period's spend.", body = BudgetView),
         (status = 400, description = "Invalid body (`invalid_amount`, `invalid_period`, `invalid_alert_at`, `invalid_request_body`).", body = ErrorBody),
         (status = 401, description = "Missing, invalid or revoked Relay key.", body = ErrorBody),
-        (status = 404, description = "No such budget scope.", body = ErrorBody),
+        (status = 404, description = "No such budget scope (`budget_scope_unknown`).", body = ErrorBody),
     )
 )]
 pub async fn put_tenant(
@@ -232,7 +232,7 @@ pub async fn put_tenant(
     responses(
         (status = 200, description = "The budget, with this period's spend.", body = BudgetView),
         (status = 401, description = "Missing, invalid or revoked Relay key.", body = ErrorBody),
-        (status = 404, description = "No such budget (`budget_not_found`).", body = ErrorBody),
+        (status = 404, description = "No such budget (`budget_not_found`) or scope (`budget_scope_unknown`).", body = ErrorBody),
     )
 )]
 pub async fn get_tenant(
@@ -255,7 +255,7 @@ pub async fn get_tenant(
     responses(
         (status = 200, description = "The budget was deleted.", body = DeletedBudget),
         (status = 401, description = "Missing, invalid or revoked Relay key.", body = ErrorBody),
-        (status = 404, description = "No such budget (`budget_not_found`).", body = ErrorBody),
+        (status = 404, description = "No such budget (`budget_not_found`) or scope (`budget_scope_unknown`).", body = ErrorBody),
     )
 )]
 pub async fn delete_tenant(

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 /// - `key.removed`: `{endUserLabel, provider, fingerprint}`, a key was deleted.
 /// - `key.invalid`: `{endUserLabel, provider, fingerprint, reason, reconnectUrl}`, the provider
 ///   refused a stored key; `reconnectUrl` is a fresh `/connect?token=rrt-…` link.
-/// - `budget.threshold`: `{budget, endUserLabel?, limitUsd, spentUsd, period, resetsAt}`, spend
-///   crossed the budget's `alertAt` share (once per period).
+/// - `budget.threshold`: `{budget, endUserLabel?, provider?, limitUsd, spentUsd, period,
+///   periodStart, resetsAt, alertAt?}` (see `budgets::alert_data`), spend crossed the budget's
+///   `alertAt` share (once per period).
 /// - `budget.exceeded`: the same fields, the budget is spent and calls are refused.
 /// - `user.erased`: `{endUserLabel}`, the end user and everything stored for them were erased.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
