@@ -93,8 +93,8 @@ pub async fn body_deadline(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let limit = req.app_data::<actix_web::web::Data<ClientLimits>>().map(|l| l.body_timeout);
     let headers = req.headers();
-    let has_body = headers.get(CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0")
-        || headers.contains_key(TRANSFER_ENCODING);
+    let has_body =
+        headers.get(CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0") || headers.contains_key(TRANSFER_ENCODING);
     let Some(limit) = limit.filter(|_| has_body) else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
@@ -102,7 +102,6 @@ pub async fn body_deadline(
     let inner = req.take_payload();
     let timed = Deadline { inner, sleep: Box::pin(tokio::time::sleep(limit)), state: state.clone() };
     req.set_payload(Payload::Stream { payload: Box::pin(timed) });
-    let http = req.request().clone();
     let result = next.call(req).await;
     if state.timed_out.load(Ordering::Relaxed) {
         let err = ApiError::new(
@@ -111,9 +110,10 @@ pub async fn body_deadline(
             "request_timeout",
             format!("The request body did not arrive within {} s.", limit.as_secs()),
         );
-        let mut res = actix_web::ResponseError::error_response(&err);
-        res.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
-        return Ok(ServiceResponse::new(http, res));
+        let Ok(res) = result else { return Err(err.into()) };
+        let mut answer = actix_web::ResponseError::error_response(&err);
+        answer.head_mut().set_connection_type(actix_web::http::ConnectionType::Close);
+        return Ok(res.into_response(answer));
     }
     let mut res = result?.map_into_boxed_body();
     if !state.finished.load(Ordering::Relaxed) {
