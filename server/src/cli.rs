@@ -425,6 +425,10 @@ async fn apikey(cmd: ApikeyCommand) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
+    match crate::hardening::disable_core_dumps() {
+        Ok(()) => tracing::info!("core dumps are off for this process"),
+        Err(e) => tracing::warn!(error = %e, "could not turn core dumps off"),
+    }
     let config = Config::from_args(&args)?;
     if config.store.embedded {
         eprintln!(

@@ -149,6 +149,13 @@ pub struct ServeArgs {
     /// Serve /metrics on this address instead of the main listener (e.g. 127.0.0.1:9090).
     #[arg(long, env = "RELAY_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Seconds a client has to send a request's whole body (counted from its head); later, 408
+    /// and the connection is closed.
+    #[arg(long, env = "RELAY_BODY_TIMEOUT", default_value_t = 60)]
+    pub body_timeout_secs: u64,
+    /// Client connections open at once, over all workers; more wait in the listen backlog.
+    #[arg(long, env = "RELAY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
     /// Seconds in-flight requests and streams may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "RELAY_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
@@ -225,6 +232,8 @@ pub struct Config {
     pub cache_ttl: Duration,
     pub metrics_listen: Option<String>,
     pub shutdown_timeout_secs: u64,
+    /// What one client may take: a body deadline, a connection cap.
+    pub client_limits: crate::client_limits::ClientLimits,
     /// Where `openai-compatible` keys may send requests (RELAY_ALLOW_UPSTREAM_HOSTS,
     /// RELAY_ALLOW_PRIVATE_UPSTREAMS).
     pub upstream_policy: crate::ssrf::UpstreamPolicy,
@@ -270,6 +279,10 @@ impl Config {
             },
             metrics_listen: args.metrics_listen.clone(),
             shutdown_timeout_secs: args.shutdown_timeout_secs,
+            client_limits: crate::client_limits::ClientLimits {
+                body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
+                max_connections: args.max_connections.max(1),
+            },
             upstream_policy: crate::ssrf::UpstreamPolicy::from_env()?,
             upstreams: upstreams_from_env()?,
             prices: std::sync::Arc::new(crate::pricing::Prices::load(args.pricing_file.as_deref())?),

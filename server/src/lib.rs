@@ -19,7 +19,8 @@
 //!   `budgets` admits a call while the limits that apply to it have room.
 //! - Beside them: `domain` (values parsed at the edge: rates and limits, money, key status),
 //!   `ratelimit`, `browser` (CORS, client addresses), `audit`, `usage_log`, `metrics`, `ssrf`,
-//!   `sse`, `config`, `cli`.
+//!   `sse`, `config`, `cli`, `hardening` (core dumps off), `client_limits` (body deadline,
+//!   connection cap).
 //! - `webhooks` owns signed webhooks: endpoints, `Webhooks::emit` (called after an action, like
 //!   `audit::record`), the durable outbox's delivery worker, and signing.
 //!
@@ -31,10 +32,12 @@ pub mod auth;
 pub mod browser;
 pub mod budgets;
 pub mod cli;
+pub mod client_limits;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod gateway;
+pub mod hardening;
 pub mod keys;
 pub mod metrics;
 pub mod openapi;

@@ -12,6 +12,7 @@ use actix_web::{web, App, HttpServer};
 use crate::auth::session::SessionService;
 use crate::browser::{self, BrowserAccess};
 use crate::budgets::Budgets;
+use crate::client_limits;
 use crate::config::Config;
 use crate::error::{json_error, ApiError};
 use crate::keys::KeyService;
@@ -175,12 +176,15 @@ impl Application {
         let listener = TcpListener::bind(&config.listen)?;
         let port = listener.local_addr()?.port();
         let max_body = config.max_body_bytes;
-        let mut server = HttpServer::new(move || {
+        let client_limits = web::Data::new(config.client_limits);
+        let workers = config.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+        let server = HttpServer::new(move || {
             let cors = services.browser.cors();
             services
                 .register(App::new())
                 .app_data(web::JsonConfig::default().limit(max_body).error_handler(|err, _req| json_error(err).into()))
                 .app_data(web::PayloadConfig::default().limit(max_body))
+                .app_data(client_limits.clone())
                 .app_data(web::QueryConfig::default().error_handler(|err, _req| {
                     ApiError::invalid_request("invalid_query", format!("The query string is not valid: {err}")).into()
                 }))
@@ -192,15 +196,16 @@ impl Application {
                 .wrap(from_fn(auth::authenticate))
                 .wrap(cors)
                 .wrap(from_fn(browser::gate))
+                .wrap(from_fn(client_limits::body_deadline))
                 .wrap(from_fn(telemetry::request_context))
         })
         .on_connect(no_delay)
         .listen(listener)?
         .shutdown_timeout(config.shutdown_timeout_secs)
-        .client_request_timeout(Duration::from_secs(30));
-        if let Some(workers) = config.workers {
-            server = server.workers(workers);
-        }
+        // The request head (line and headers); the body has `client_limits::body_deadline`.
+        .client_request_timeout(Duration::from_secs(30))
+        .workers(workers)
+        .max_connections(config.client_limits.per_worker(workers));
         let (metrics_server, metrics_port) = match metrics_server {
             Some((s, p)) => (Some(s), p),
             None => (None, None),

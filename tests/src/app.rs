@@ -41,6 +41,8 @@ pub struct SpawnOptions {
     pub cache_ttl: Duration,
     /// How long Relay waits for a provider's response headers (30 s by default).
     pub first_byte_timeout: Duration,
+    /// The body deadline and connection cap (the server's defaults).
+    pub client_limits: relay::client_limits::ClientLimits,
     /// The price table (the built-in one by default).
     pub prices: relay::pricing::Prices,
     /// Delays between webhook attempts (the server's default unless a test sets short ones).
@@ -70,6 +72,7 @@ impl Default for SpawnOptions {
             redis: None,
             cache_ttl: Duration::ZERO,
             first_byte_timeout: Duration::from_secs(30),
+            client_limits: Default::default(),
             prices: relay::pricing::Prices::builtin(),
             webhook_retry_schedule: relay::webhooks::DEFAULT_RETRY_SCHEDULE.to_vec(),
         }
@@ -112,6 +115,7 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
         cache_ttl: options.cache_ttl,
         metrics_listen: None,
         shutdown_timeout_secs: 5,
+        client_limits: options.client_limits,
         // The mock provider listens on loopback: allow it, as an operator would a LAN server.
         upstream_policy: relay::ssrf::UpstreamPolicy::new(vec!["127.0.0.1".into()], false),
         upstreams,
