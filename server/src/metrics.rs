@@ -28,6 +28,8 @@ pub struct Metrics {
     pub rate_limited: IntCounterVec,
     pub rate_limit_backend_errors: IntCounter,
     pub budget_refusals: IntCounterVec,
+    pub cache_channel_up: IntGauge,
+    pub cache_invalidations: IntCounter,
     pub key_status_changes: IntCounterVec,
     pub webhook_deliveries: IntCounterVec,
     pub webhook_outbox_pending: IntGauge,
@@ -99,6 +101,14 @@ impl Metrics {
                 "rate_limit_backend_errors_total",
                 "Rate-limit checks Redis did not answer, decided by this node alone",
             )?,
+            cache_channel_up: IntGauge::new(
+                "cache_channel_up",
+                "1 while this node hears other nodes' cache invalidations (PostgreSQL LISTEN), else 0",
+            )?,
+            cache_invalidations: IntCounter::new(
+                "cache_invalidations_total",
+                "Changes other nodes (or the CLI) announced, each dropping what this node cached of it",
+            )?,
             budget_refusals: IntCounterVec::new(
                 Opts::new(
                     "budget_refusals_total",
@@ -143,6 +153,8 @@ impl Metrics {
         m.registry.register(Box::new(m.rate_limited.clone()))?;
         m.registry.register(Box::new(m.rate_limit_backend_errors.clone()))?;
         m.registry.register(Box::new(m.budget_refusals.clone()))?;
+        m.registry.register(Box::new(m.cache_channel_up.clone()))?;
+        m.registry.register(Box::new(m.cache_invalidations.clone()))?;
         m.registry.register(Box::new(m.key_status_changes.clone()))?;
         m.registry.register(Box::new(m.webhook_deliveries.clone()))?;
         m.registry.register(Box::new(m.webhook_outbox_pending.clone()))?;

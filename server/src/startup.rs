@@ -99,10 +99,13 @@ impl Application {
     pub async fn build_with_store(config: Config, store: DynStore) -> anyhow::Result<Self> {
         // What every request reads (its key, end user, sealed provider key, tenant settings) is
         // remembered for a moment; see store/cached.rs.
+        let metrics = Arc::new(Metrics::new()?);
         let store: DynStore = if config.cache_ttl.is_zero() {
             store
         } else {
-            Arc::new(store::cached::CachedStore::new(store, config.cache_ttl))
+            let cached = Arc::new(store::cached::CachedStore::new(store, config.cache_ttl));
+            cached.clone().follow(metrics.clone());
+            cached
         };
         let vault = Vault::new(Arc::new(config.store.keyring));
         let webhook_policy = config.upstream_policy.clone();
@@ -111,7 +114,6 @@ impl Application {
         let keys = KeyService::new(store.clone(), vault, upstreams.clone(), config.verify_provider_keys);
         let sessions = SessionService::load(store.clone(), keys.vault()).await?;
         let browser = BrowserAccess::new(store.clone(), &config.browser, config.public_url.as_deref());
-        let metrics = Arc::new(Metrics::new()?);
         let limiter = match &config.redis {
             Some(redis) => {
                 use secrecy::ExposeSecret;

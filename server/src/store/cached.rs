@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -102,6 +102,75 @@ impl CachedStore {
             settings: TtlMap::new(ttl),
             budgets: TtlMap::new(ttl),
         }
+    }
+}
+
+impl CachedStore {
+    /// Drops what `change` (announced by any node, or the CLI) made stale; `None`: everything.
+    pub fn forget(&self, change: Option<&Change>) {
+        match change {
+            None => {
+                self.api_keys.remove_where(|_, _| true);
+                self.end_users.remove_where(|_, _| true);
+                self.provider_keys.remove_where(|_, _| true);
+                self.settings.remove_where(|_, _| true);
+                self.budgets.remove_where(|_, _| true);
+            }
+            Some(Change::ApiKey(public_id)) => self.api_keys.remove(public_id),
+            Some(Change::Tenant(tenant)) => {
+                self.settings.remove(tenant);
+                self.end_users.remove_where(|(t, _), _| t == tenant);
+                self.provider_keys.remove_where(|_, row| row.tenant_id == *tenant);
+                self.budgets.remove_where(|(t, _), _| t == tenant);
+            }
+            Some(Change::EndUser(user)) => {
+                self.end_users.remove_where(|_, u| u.id == *user);
+                self.provider_keys.remove_where(|(u, _), _| u == user);
+                self.budgets.remove_where(|(_, u), _| *u == Some(*user));
+            }
+            Some(Change::ProviderKey(id)) => {
+                if let Some(slot) = self.provider_key_slots.get(id) {
+                    self.provider_keys.remove(&slot);
+                }
+            }
+        }
+    }
+
+    /// Follows the changes other nodes announce for as long as the process runs: on PostgreSQL,
+    /// a revoked key or an erased user is forgotten here within milliseconds. While the channel
+    /// is down (logged, `relay_cache_channel_up` 0) entries still expire after the TTL; when it
+    /// is back, everything cached is dropped, since changes may have been missed meanwhile.
+    pub fn follow(self: Arc<Self>, metrics: Arc<crate::metrics::Metrics>) -> tokio::task::JoinHandle<()> {
+        // Weak: following ends once the server no longer uses this cache.
+        let cache = Arc::downgrade(&self);
+        let inner = self.inner.clone();
+        drop(self);
+        tokio::spawn(async move {
+            while cache.strong_count() > 0 {
+                let (weak, gauge, count) =
+                    (cache.clone(), metrics.cache_channel_up.clone(), metrics.cache_invalidations.clone());
+                let sink: ChangeSink = Arc::new(move |change| {
+                    match &change {
+                        None => gauge.set(1),
+                        Some(_) => count.inc(),
+                    }
+                    if let Some(cache) = weak.upgrade() {
+                        cache.forget(change.as_ref());
+                    }
+                });
+                match inner.follow_changes(sink).await {
+                    Ok(()) => return, // no channel: one node
+                    Err(e) => {
+                        metrics.cache_channel_up.set(0);
+                        let Some(cache) = cache.upgrade() else { return };
+                        tracing::warn!(error = ?e, "cache invalidation channel lost: cached entries now expire after the TTL only");
+                        cache.forget(None);
+                        drop(cache);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        })
     }
 }
 
@@ -338,6 +407,10 @@ impl Store for CachedStore {
     }
     async fn mark_spend_alert(&self, tenant_id: Uuid, key: &SpendKey, alert: SpendAlert) -> Result<bool> {
         self.inner.mark_spend_alert(tenant_id, key, alert).await
+    }
+
+    async fn follow_changes(&self, seen: ChangeSink) -> Result<()> {
+        self.inner.follow_changes(seen).await
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<()> {

@@ -26,6 +26,11 @@ pub trait Dialect: Database {
     /// nodes take turns (PostgreSQL: a transaction-scoped advisory lock). `None` where the
     /// database already runs one writer at a time (SQLite).
     const CLAIM_LOCK: Option<&'static str>;
+    /// Announces a change to every node (`Change`, bound as text); `None`: one node, no need.
+    const NOTIFY: Option<&'static str>;
+
+    /// Follows the announced changes (see `Store::follow_changes`).
+    fn follow_changes(pool: &sqlx::Pool<Self>, seen: super::ChangeSink) -> impl Future<Output = Result<()>> + Send;
 
     /// An id as bound to a statement.
     type Id: for<'q> Encode<'q, Self> + Type<Self> + Send;
@@ -73,6 +78,25 @@ impl Dialect for Postgres {
     ];
 
     const CLAIM_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7245001)");
+    const NOTIFY: Option<&'static str> = Some("SELECT pg_notify('relay_cache', $1)");
+
+    async fn follow_changes(pool: &sqlx::Pool<Postgres>, seen: super::ChangeSink) -> Result<()> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen("relay_cache").await?;
+        seen(None);
+        loop {
+            match listener.try_recv().await? {
+                Some(n) => {
+                    if let Some(change) = super::Change::parse(n.payload()) {
+                        seen(Some(change));
+                    }
+                }
+                // The connection dropped; the next call connects again. What was announced
+                // meanwhile is lost.
+                None => seen(None),
+            }
+        }
+    }
 
     type Id = Uuid;
     type StoredId<'r> = Uuid;
@@ -123,6 +147,11 @@ impl Dialect for Sqlite {
     ];
 
     const CLAIM_LOCK: Option<&'static str> = None;
+    const NOTIFY: Option<&'static str> = None;
+
+    async fn follow_changes(_pool: &sqlx::Pool<Sqlite>, _seen: super::ChangeSink) -> Result<()> {
+        Ok(())
+    }
 
     type Id = String;
     type StoredId<'r> = &'r str;

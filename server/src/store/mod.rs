@@ -543,6 +543,14 @@ pub trait Store: Send + Sync + 'static {
         to: DateTime<Utc>,
     ) -> Result<Vec<(Uuid, String)>>;
 
+    /// Hands every change any node (or the CLI) announces to `seen`, until the channel fails
+    /// (an error: the caller retries). Returns `Ok` at once where there is no channel (SQLite:
+    /// one node).
+    async fn follow_changes(&self, seen: ChangeSink) -> Result<()> {
+        let _ = seen;
+        Ok(())
+    }
+
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
     async fn list_audit(&self, tenant_id: Option<Uuid>, limit: u32) -> Result<Vec<AuditEvent>>;
 
@@ -600,6 +608,48 @@ fn key_status_from_column(raw: &str) -> Result<KeyStatus> {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// What a write changed, announced to every node's cache (`cached.rs`): PostgreSQL `NOTIFY` on
+/// the channel `relay_cache`, sent by the store itself after the write, so the CLI announces too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A `rly-` key (by public id) was revoked.
+    ApiKey(String),
+    /// Something of the tenant's: settings, budgets, an end user, a stored key.
+    Tenant(Uuid),
+    /// An end user's keys or tokens.
+    EndUser(Uuid),
+    /// One stored key row (its health).
+    ProviderKey(Uuid),
+}
+
+impl Change {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (kind, id) = raw.split_once(':')?;
+        match kind {
+            "api_key" => Some(Change::ApiKey(id.to_owned())),
+            "tenant" => id.parse().ok().map(Change::Tenant),
+            "end_user" => id.parse().ok().map(Change::EndUser),
+            "provider_key" => id.parse().ok().map(Change::ProviderKey),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::ApiKey(id) => write!(f, "api_key:{id}"),
+            Change::Tenant(id) => write!(f, "tenant:{id}"),
+            Change::EndUser(id) => write!(f, "end_user:{id}"),
+            Change::ProviderKey(id) => write!(f, "provider_key:{id}"),
+        }
+    }
+}
+
+/// What `Store::follow_changes` hands on: a change, or `None` when changes may have been missed
+/// (the channel was opened or opened again) and everything cached should go.
+pub type ChangeSink = Arc<dyn Fn(Option<Change>) + Send + Sync>;
 
 /// Where the data lives, chosen by `DATABASE_URL` (or the embedded default).
 #[derive(Debug, Clone)]

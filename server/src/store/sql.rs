@@ -265,6 +265,16 @@ where
         Ok(DB::rows_affected(&done) == 1)
     }
 
+    /// Tells every node's cache what a write changed (a failure is logged: the other nodes
+    /// then see the change when their entries expire).
+    async fn announce(&self, change: Change) {
+        let Some(statement) = DB::NOTIFY else { return };
+        let text = change.to_string();
+        if let Err(e) = sqlx::query(statement).bind(text.as_str()).execute(&self.pool).await {
+            tracing::warn!(error = ?e, change = %text, "could not announce a change to the other nodes");
+        }
+    }
+
     /// Stores a provider key, replacing the end user's key for that provider: used by redeeming a
     /// registration token (inside its transaction) and by the byok flow.
     async fn upsert_key<'e>(executor: impl Executor<'e, Database = DB>, key: &StoredProviderKey) -> Result<()> {
@@ -388,6 +398,7 @@ where
         .bind(c.free_models.as_str())
         .execute(&self.pool)
         .await?;
+        self.announce(Change::Tenant(id)).await;
         Ok(DB::rows_affected(&done) == 1)
     }
 
@@ -448,6 +459,7 @@ where
         .bind(DB::time(at))
         .execute(&self.pool)
         .await?;
+        self.announce(Change::ApiKey(public_id.to_owned())).await;
         Ok(DB::rows_affected(&done) == 1)
     }
 
@@ -490,7 +502,7 @@ where
     }
 
     async fn revoke_end_user_sessions(&self, tenant_id: Uuid, label: &str) -> Result<Option<EndUser>> {
-        sqlx::query(concat!(
+        let found = sqlx::query(concat!(
             "UPDATE end_users SET token_generation = token_generation + 1 WHERE tenant_id = $1 AND label = $2 \
              RETURNING ",
             end_user_columns!()
@@ -501,7 +513,11 @@ where
         .await?
         .as_ref()
         .map(end_user)
-        .transpose()
+        .transpose()?;
+        if let Some(user) = &found {
+            self.announce(Change::EndUser(user.id)).await;
+        }
+        Ok(found)
     }
 
     async fn set_end_user_paid(&self, tenant_id: Uuid, id: Uuid, paid: bool) -> Result<()> {
@@ -511,17 +527,22 @@ where
             .bind(paid)
             .execute(&self.pool)
             .await?;
+        self.announce(Change::EndUser(id)).await;
         Ok(())
     }
 
     async fn delete_end_user(&self, tenant_id: Uuid, label: &str) -> Result<Option<Uuid>> {
-        sqlx::query("DELETE FROM end_users WHERE tenant_id = $1 AND label = $2 RETURNING id")
+        let gone = sqlx::query("DELETE FROM end_users WHERE tenant_id = $1 AND label = $2 RETURNING id")
             .bind(DB::id(tenant_id))
             .bind(label)
             .fetch_optional(&self.pool)
             .await?
             .map(|r| r.uuid("id"))
-            .transpose()
+            .transpose()?;
+        if let Some(id) = gone {
+            self.announce(Change::EndUser(id)).await;
+        }
+        Ok(gone)
     }
 
     async fn insert_registration_token(&self, t: &NewRegistrationToken) -> Result<()> {
@@ -594,11 +615,14 @@ where
         }
         Self::upsert_key(&mut *tx, key).await?;
         tx.commit().await?;
+        self.announce(Change::EndUser(key.end_user_id)).await;
         Ok(Ok(()))
     }
 
     async fn upsert_provider_key(&self, key: &StoredProviderKey) -> Result<()> {
-        Self::upsert_key(&self.pool, key).await
+        Self::upsert_key(&self.pool, key).await?;
+        self.announce(Change::EndUser(key.end_user_id)).await;
+        Ok(())
     }
 
     async fn get_provider_key(&self, end_user_id: Uuid, provider: &str) -> Result<Option<StoredProviderKey>> {
@@ -635,6 +659,7 @@ where
             .bind(provider)
             .execute(&self.pool)
             .await?;
+        self.announce(Change::EndUser(end_user_id)).await;
         Ok(DB::rows_affected(&done) == 1)
     }
 
@@ -799,7 +824,7 @@ where
 
     async fn put_budget(&self, b: &Budget) -> Result<Budget> {
         let subject = b.scope.subject();
-        sqlx::query(concat!(
+        let stored = sqlx::query(concat!(
             "INSERT INTO budgets (",
             budget_columns!(),
             ", end_user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id, subject) DO UPDATE SET \
@@ -818,7 +843,9 @@ where
         .fetch_one(&self.pool)
         .await
         .map_err(StoreError::from)
-        .and_then(|row| budget(&row))
+        .and_then(|row| budget(&row))?;
+        self.announce(Change::Tenant(b.tenant_id)).await;
+        Ok(stored)
     }
 
     async fn budgets_for(&self, tenant_id: Uuid, end_user_id: Option<Uuid>) -> Result<Vec<Budget>> {
@@ -844,6 +871,7 @@ where
             .bind(subject.as_str())
             .execute(&self.pool)
             .await?;
+        self.announce(Change::Tenant(tenant_id)).await;
         Ok(DB::rows_affected(&done) == 1)
     }
 
@@ -921,6 +949,10 @@ where
         rows.iter().map(|row| Ok((row.uuid("id")?, row.text("label")?))).collect()
     }
 
+    async fn follow_changes(&self, seen: ChangeSink) -> Result<()> {
+        DB::follow_changes(&self.pool, seen).await
+    }
+
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
         sqlx::query("INSERT INTO audit_log (tenant_id, actor, action, target, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(e.tenant_id.map(DB::id))
@@ -944,7 +976,11 @@ where
         .bind(health.at.map(DB::time))
         .execute(&self.pool)
         .await?;
-        Ok(DB::rows_affected(&done) == 1)
+        let changed = DB::rows_affected(&done) == 1;
+        if changed {
+            self.announce(Change::ProviderKey(id)).await;
+        }
+        Ok(changed)
     }
 
     async fn list_audit(&self, tenant_id: Option<Uuid>, limit: u32) -> Result<Vec<AuditEvent>> {
