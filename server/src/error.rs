@@ -100,14 +100,16 @@ impl ApiError {
         e
     }
 
-    /// 503 when a dependency (the database) does not answer.
+    /// 503 `store_unavailable` when the database does not answer, with `Retry-After: 1`: the
+    /// request did nothing, and Relay recovers by itself when the database is back.
     pub fn unavailable(source: impl Into<anyhow::Error>) -> Self {
         let mut e = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "api_error",
-            "service_unavailable",
-            "The service is temporarily unavailable.",
-        );
+            "store_unavailable",
+            "Relay's database is not answering; nothing was changed. Try again shortly.",
+        )
+        .header(HeaderName::from_static("retry-after"), HeaderValue::from_static("1"));
         e.source = Some(source.into());
         e
     }

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub budget_refusals: IntCounterVec,
     pub cache_channel_up: IntGauge,
     pub cache_invalidations: IntCounter,
+    pub usage_events_dropped: IntCounter,
     pub key_status_changes: IntCounterVec,
     pub webhook_deliveries: IntCounterVec,
     pub webhook_outbox_pending: IntGauge,
@@ -109,6 +110,10 @@ impl Metrics {
                 "cache_invalidations_total",
                 "Changes other nodes (or the CLI) announced, each dropping what this node cached of it",
             )?,
+            usage_events_dropped: IntCounter::new(
+                "usage_events_dropped_total",
+                "Usage events lost because the database stayed away longer than this node could keep them",
+            )?,
             budget_refusals: IntCounterVec::new(
                 Opts::new(
                     "budget_refusals_total",
@@ -155,6 +160,7 @@ impl Metrics {
         m.registry.register(Box::new(m.budget_refusals.clone()))?;
         m.registry.register(Box::new(m.cache_channel_up.clone()))?;
         m.registry.register(Box::new(m.cache_invalidations.clone()))?;
+        m.registry.register(Box::new(m.usage_events_dropped.clone()))?;
         m.registry.register(Box::new(m.key_status_changes.clone()))?;
         m.registry.register(Box::new(m.webhook_deliveries.clone()))?;
         m.registry.register(Box::new(m.webhook_outbox_pending.clone()))?;

@@ -133,7 +133,7 @@ impl Application {
         )?;
         let webhook_worker = webhooks.start();
         let budgets = Budgets::new(store.clone(), metrics.clone(), webhooks.clone());
-        let usage = UsageLog::start(store.clone(), budgets.clone());
+        let usage = UsageLog::start(store.clone(), budgets.clone(), metrics.clone());
         let upstream = Upstream::new(
             upstreams,
             keys.clone(),
@@ -241,7 +241,9 @@ impl Application {
         // An attempt cut short here is claimed again when its lease ends (at least once).
         self.webhook_worker.abort();
         // The last calls' usage events, before the process exits.
-        self.usage.flush().await;
+        if let Err(e) = self.usage.flush().await {
+            tracing::error!(error = ?e, "usage events not written at shutdown: the database does not answer");
+        }
         result
     }
 }

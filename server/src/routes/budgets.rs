@@ -95,7 +95,7 @@ async fn view(
     budget: Budget,
     label: Option<String>,
 ) -> Result<BudgetView, ApiError> {
-    usage.flush().await;
+    usage.flush().await?;
     let now = Utc::now();
     let start = budget.period.start(now);
     let subject = match budget.scope {

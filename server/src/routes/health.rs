@@ -50,7 +50,7 @@ pub async fn health() -> HttpResponse {
     operation_id = "ready",
     responses(
         (status = 200, description = "The database answers.", body = Ready),
-        (status = 503, description = "The database does not answer (`service_unavailable`).", body = ErrorBody),
+        (status = 503, description = "The database does not answer (`store_unavailable`, with `Retry-After`).", body = ErrorBody),
     )
 )]
 pub async fn ready(store: web::Data<dyn Store>) -> Result<HttpResponse, ApiError> {

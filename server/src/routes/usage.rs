@@ -222,7 +222,7 @@ pub async fn usage(
         }
     };
     // This node's calls so far are counted (other nodes' within a tenth of a second).
-    usage_log.flush().await;
+    usage_log.flush().await?;
     let events = store.usage_events_between(auth.tenant_id, end_user_id, from, to, MAX_EVENTS + 1).await?;
     if events.len() > MAX_EVENTS as usize {
         return Err(ApiError::invalid_request(

@@ -114,7 +114,7 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = find_user(&**store, auth, &path).await?;
-    usage.flush().await;
+    usage.flush().await?;
     let keys = store.list_provider_keys(user.id).await?;
     let month = Period::Month.start(Utc::now());
     let counters: Vec<SpendKey> = keys

@@ -138,8 +138,9 @@ impl CachedStore {
 
     /// Follows the changes other nodes announce for as long as the process runs: on PostgreSQL,
     /// a revoked key or an erased user is forgotten here within milliseconds. While the channel
-    /// is down (logged, `relay_cache_channel_up` 0) entries still expire after the TTL; when it
-    /// is back, everything cached is dropped, since changes may have been missed meanwhile.
+    /// is down (logged, `relay_cache_channel_up` 0) entries are trusted for their time to live,
+    /// as without the channel; when it is back, everything cached is dropped, since changes may
+    /// have been missed meanwhile.
     pub fn follow(self: Arc<Self>, metrics: Arc<crate::metrics::Metrics>) -> tokio::task::JoinHandle<()> {
         // Weak: following ends once the server no longer uses this cache.
         let cache = Arc::downgrade(&self);
@@ -161,11 +162,10 @@ impl CachedStore {
                 match inner.follow_changes(sink).await {
                     Ok(()) => return, // no channel: one node
                     Err(e) => {
+                        // Entries keep their time to live; when the channel is back, `None`
+                        // drops them all (changes may have been missed meanwhile).
                         metrics.cache_channel_up.set(0);
-                        let Some(cache) = cache.upgrade() else { return };
                         tracing::warn!(error = ?e, "cache invalidation channel lost: cached entries now expire after the TTL only");
-                        cache.forget(None);
-                        drop(cache);
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }

@@ -91,9 +91,12 @@ impl Dialect for Postgres {
                         seen(Some(change));
                     }
                 }
-                // The connection dropped; the next call connects again. What was announced
-                // meanwhile is lost.
-                None => seen(None),
+                // The connection dropped: the caller follows again once it can, and then forgets
+                // everything (what was announced meanwhile is lost).
+                None => {
+                    let lost = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "change channel lost");
+                    return Err(sqlx::Error::Io(lost).into());
+                }
             }
         }
     }

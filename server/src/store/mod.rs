@@ -77,7 +77,23 @@ impl From<StoreError> for ApiError {
 impl StoreError {
     /// Connection-level failures, as opposed to a bad query or bad data.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)))
+        match self {
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            // The server is shutting down or restarting (SQLSTATE class 57P: 57P01 admin
+            // shutdown, 57P02 crash shutdown, 57P03 cannot connect now), or the connection
+            // failed (class 08).
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                e.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08"))
+            }
+            _ => false,
+        }
     }
 }
 

@@ -9,6 +9,9 @@ use sqlx::Postgres;
 use super::sql::SqlStore;
 use super::Result;
 
+/// How long a query waits for a connection (and so for a database that is away).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_millis(1500);
+
 /// The store on PostgreSQL (`connect`, then `Store`).
 pub type PgStore = SqlStore<Postgres>;
 
@@ -16,10 +19,12 @@ impl SqlStore<Postgres> {
     pub async fn connect(url: &str) -> Result<Self> {
         let pool =
             // No liveness ping before each lend (a round trip per query): a connection the
-            // server closed fails its query and is replaced by the pool.
+            // server closed fails its query and is replaced by the pool. A database that does
+            // not answer fails a call within the acquire timeout (503 `store_unavailable`),
+            // never hangs it.
             PgPoolOptions::new()
                 .max_connections(32)
-                .acquire_timeout(Duration::from_secs(5))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .test_before_acquire(false)
                 .connect(url)
                 .await?;

@@ -114,7 +114,7 @@ impl Upstream {
         let budgeted = !limits.is_empty();
         if budgeted {
             // This node's earlier calls count before this one is admitted.
-            self.usage.flush().await;
+            self.usage.flush().await?;
             self.budgets.admit(caller.tenant_id, &limits).await?;
         }
         self.keys.touch(&row).await;
