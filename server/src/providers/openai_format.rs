@@ -95,7 +95,9 @@ pub fn openai_error(status: u16, body: &[u8]) -> UpstreamError {
         _ => text("message"),
     };
     UpstreamError {
-        message: message.unwrap_or_else(|| format!("The provider answered HTTP {status}.")),
+        message: message
+            .filter(|m| !m.trim().is_empty())
+            .unwrap_or_else(|| format!("The provider answered HTTP {status}.")),
         kind: text("type").unwrap_or_else(|| default_kind(status).to_owned()),
         code: text("code").or_else(|| e.and_then(|e| e.get("code")).and_then(Value::as_i64).map(|c| c.to_string())),
         param: text("param"),
@@ -143,8 +145,10 @@ impl StreamTranslator for Pipe {
         }
         let parsed: Option<Value> = serde_json::from_str(&event.data).ok();
         if let Some(v) = parsed {
-            if v.get("error").is_some() {
-                return vec![StreamItem::Error(v)];
+            // An error event, in OpenAI's shape whatever the provider put in it (a stream has
+            // no status: the default type is `api_error`).
+            if v.get("error").is_some_and(|e| !e.is_null()) {
+                return vec![StreamItem::Error(openai_error(500, event.data.as_bytes()).to_json())];
             }
             let usage = v.get("usage").filter(|u| u.is_object()).or_else(|| v.pointer("/x_groq/usage"));
             if let Some(u) = usage.and_then(Usage::from_json) {
