@@ -1,6 +1,7 @@
 //! Property tests for what parses hostile input: the SSE parser under any chunk split, every
-//! provider's translators and error readers on any JSON (or bytes) an upstream may send, and the
-//! end-user label parser. Each runs a few hundred generated cases on stable Rust (proptest).
+//! provider's translators and error readers on any JSON (or bytes) an upstream may send, the SSRF
+//! classifier against the resolver it guards, and the end-user label parser. Each runs a few
+//! hundred generated cases on stable Rust (proptest).
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -8,7 +9,10 @@ use relay::domain::EndUserLabel;
 use relay::providers::unified::{ChatContext, SseEvent, StreamItem};
 use relay::providers::ProviderId;
 use relay::sse::SseParser;
+use relay::ssrf::{check_base_url, forbidden_reason, Lookup, PolicyResolver, UpstreamPolicy};
 use serde_json::Value;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 /// Any JSON value, a few levels deep, with the keys translators look for among random ones.
 fn json() -> impl Strategy<Value = Value> {
@@ -46,6 +50,42 @@ fn json() -> impl Strategy<Value = Value> {
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+/// A resolver whose every name has one address.
+struct Resolves(IpAddr);
+
+#[async_trait::async_trait]
+impl Lookup for Resolves {
+    async fn lookup(&self, _host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        Ok(vec![SocketAddr::new(self.0, port)])
+    }
+}
+
+/// Addresses from everywhere, the special ranges (private, loopback, link-local, mapped,
+/// documentation, multicast) weighted in.
+fn address() -> impl Strategy<Value = IpAddr> {
+    let v4 = |prefix: u32, bits: u32| {
+        (0..(1u32 << (32 - bits))).prop_map(move |low| IpAddr::V4(Ipv4Addr::from(prefix | low)))
+    };
+    prop_oneof![
+        any::<u32>().prop_map(|n| IpAddr::V4(Ipv4Addr::from(n))),
+        any::<u128>().prop_map(|n| IpAddr::V6(Ipv6Addr::from(n))),
+        v4(0x0a00_0000, 8),
+        v4(0x7f00_0000, 8),
+        v4(0xa9fe_0000, 16),
+        v4(0xac10_0000, 12),
+        v4(0xc0a8_0000, 16),
+        v4(0x6440_0000, 10),
+        v4(0xe000_0000, 4),
+        any::<u32>().prop_map(|n| IpAddr::V6(Ipv4Addr::from(n).to_ipv6_mapped())),
+        any::<u32>()
+            .prop_map(|n| IpAddr::V6(Ipv6Addr::from(0x0064_ff9b_0000_0000_0000_0000_0000_0000u128 | u128::from(n)))),
+        any::<u64>()
+            .prop_map(|n| IpAddr::V6(Ipv6Addr::from(0xfe80_0000_0000_0000_0000_0000_0000_0000u128 | u128::from(n)))),
+        any::<u128>()
+            .prop_map(|n| IpAddr::V6(Ipv6Addr::from(0xfc00_0000_0000_0000_0000_0000_0000_0000u128 | (n >> 7)))),
+    ]
 }
 
 fn ctx() -> ChatContext {
@@ -128,6 +168,22 @@ proptest! {
             let err = provider.def().dialect.upstream_error(status, &body);
             prop_assert!(!err.message.is_empty());
         }
+    }
+
+    #[test]
+    fn the_url_check_and_the_resolver_agree_on_every_address(ip in address()) {
+        let policy = Arc::new(UpstreamPolicy::new(Vec::new(), false));
+        let host = match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        let by_url = check_base_url(&policy, &format!("https://{host}/v1")).is_ok();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let literal = PolicyResolver::new(policy.clone(), Arc::new(Resolves(ip)));
+        let by_literal = runtime.block_on(literal.resolve_host(&ip.to_string(), 443)).is_ok();
+        let by_dns = runtime.block_on(literal.resolve_host("api.example.com", 443)).is_ok();
+        let global = forbidden_reason(ip).is_none();
+        prop_assert_eq!((by_url, by_literal, by_dns), (global, global, global), "{}", ip);
     }
 
     #[test]
