@@ -87,15 +87,18 @@ fn assert_result(got: &Value, want: &Value, request: &Value, what: &str) {
 
 async fn run_scenarios(provider: &str) {
     let app = spawn_app(Backend::Sqlite).await;
-    let key = app.connect_new_key("sdk-user", provider).await;
     let mut ran = 0;
     for scenario in fixtures::scenarios(provider) {
         let (request, expected, upstream) = (&scenario.request, &scenario.expected, &scenario.upstream_request);
         let endpoint = if scenario.is_embeddings() { "embeddings" } else { "chat" };
         for which in sdk::ALL {
             let what = format!("{} via {which:?}", scenario.name);
+            // A user (and key) of its own per run: a scenario whose provider refuses the key
+            // marks it invalid (key health), which must not decide the next run.
+            let user = format!("sdk-user-{ran}");
+            let key = app.connect_new_key(&user, provider).await;
             script(&app, &scenario);
-            let job = json!({"base_url": app.address, "api_key": app.api_key, "user": "sdk-user", "endpoint": endpoint, "request": request});
+            let job = json!({"base_url": app.address, "api_key": app.api_key, "user": user, "endpoint": endpoint, "request": request});
             let got = sdk::run(which, job).await;
 
             // What reached the provider: exactly the expected translation, the key in its header.
