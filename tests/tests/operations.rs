@@ -115,6 +115,7 @@ async fn sigterm_lets_an_open_stream_finish_then_exits_zero() {
         ("RELAY_UPSTREAM_OPENAI".into(), mock.url.clone()),
         ("RELAY_SHUTDOWN_TIMEOUT".into(), "20".into()),
         ("RELAY_METRICS_LISTEN".into(), "127.0.0.1:0".into()),
+        ("RELAY_WORKERS".into(), "2".into()),
     ];
     let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let created: Value =
@@ -139,7 +140,10 @@ async fn sigterm_lets_an_open_stream_finish_then_exits_zero() {
         .expect("json");
     let key = fake_keys::for_provider("openai");
     mock.accept(&key);
-    let res = client
+    // The key is checked (a provider call) on another connection than the stream's, so likely
+    // on the other worker: a worker that stops first must not take the stream's provider
+    // connection with it.
+    let res = reqwest::Client::new()
         .post(server.url("/v1/connect"))
         .json(&json!({"registrationToken": token["registrationToken"], "provider": "openai", "apiKey": key}))
         .send()

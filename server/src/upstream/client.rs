@@ -1,7 +1,10 @@
-//! Where each provider's API is and the HTTP clients that reach it: the shared client for the
-//! built-in providers, the SSRF-guarded one for `openai-compatible` servers; targets and key checks.
+//! Where each provider's API is and the HTTP clients that reach it: the client for the built-in
+//! providers, the SSRF-guarded one for `openai-compatible` servers (both per worker thread);
+//! targets and key checks.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,13 +41,45 @@ impl Default for UpstreamTimeouts {
 /// Where each provider's API is, and the HTTP clients Relay calls them with.
 #[derive(Clone)]
 pub struct Upstreams {
+    /// Names this configuration's clients in each thread's `CLIENTS`.
+    id: u64,
     base_urls: HashMap<ProviderId, String>,
-    client: reqwest::Client,
     timeouts: UpstreamTimeouts,
     /// For `openai-compatible` base URLs: checked by the policy at store time and at every
     /// connection (the client's resolver), no redirects, no proxy.
     policy: Arc<UpstreamPolicy>,
+    /// Built when the configuration is, to fail at startup; a thread whose own build fails uses them.
+    fallback: Clients,
+}
+
+/// The two clients: plain for the built-in providers, guarded for `openai-compatible` servers.
+#[derive(Clone)]
+struct Clients {
+    plain: reqwest::Client,
     guarded: reqwest::Client,
+}
+
+impl Clients {
+    fn build(timeouts: &UpstreamTimeouts, policy: &Arc<UpstreamPolicy>) -> Result<Self, reqwest::Error> {
+        let plain = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("relay/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let guarded = ssrf::client(policy.clone(), Arc::new(ssrf::SystemLookup), timeouts.connect)?;
+        Ok(Self { plain, guarded })
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// reqwest runs each connection on the runtime that opened it, and actix-web runs one
+    /// runtime per worker thread. With clients shared by every worker, a stream on worker A
+    /// could ride a pooled connection opened on worker B, and break when B stops first (graceful
+    /// shutdown stops a worker as soon as it has no connection of its own). So each thread calls
+    /// providers with clients of its own, built from the same configuration.
+    static CLIENTS: RefCell<HashMap<u64, Clients>> = RefCell::new(HashMap::new());
 }
 
 /// Where one call goes, and with which client.
@@ -62,22 +97,34 @@ impl Upstreams {
                 (p, url.trim_end_matches('/').to_owned())
             })
             .collect();
-        let client = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("relay/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         let policy = Arc::new(UpstreamPolicy::new(Vec::new(), false));
-        let guarded = ssrf::client(policy.clone(), Arc::new(ssrf::SystemLookup), timeouts.connect)?;
-        Ok(Self { base_urls, client, timeouts: timeouts.clone(), policy, guarded })
+        let fallback = Clients::build(timeouts, &policy)?;
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        Ok(Self { id, base_urls, timeouts: timeouts.clone(), policy, fallback })
     }
 
     /// Replaces the SSRF policy (from `RELAY_ALLOW_UPSTREAM_HOSTS` / `RELAY_ALLOW_PRIVATE_UPSTREAMS`).
     pub fn with_policy(mut self, policy: UpstreamPolicy) -> Result<Self, reqwest::Error> {
-        let policy = Arc::new(policy);
-        self.guarded = ssrf::client(policy.clone(), Arc::new(ssrf::SystemLookup), self.timeouts.connect)?;
-        self.policy = policy;
+        self.policy = Arc::new(policy);
+        self.fallback = Clients::build(&self.timeouts, &self.policy)?;
+        self.id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         Ok(self)
+    }
+
+    /// This thread's clients for this configuration (built on first use).
+    fn clients(&self) -> Clients {
+        CLIENTS.with(|all| {
+            let mut all = all.borrow_mut();
+            if let Some(found) = all.get(&self.id) {
+                return found.clone();
+            }
+            let built = Clients::build(&self.timeouts, &self.policy).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not build this thread's upstream clients; sharing the first ones");
+                self.fallback.clone()
+            });
+            all.insert(self.id, built.clone());
+            built
+        })
     }
 
     pub fn timeouts(&self) -> &UpstreamTimeouts {
@@ -106,7 +153,7 @@ impl Upstreams {
                 let url = base
                     .join(rest, query)
                     .map_err(|e| ApiError::forbidden(e.code(), format!("This path cannot be relayed: {e}.")))?;
-                Ok(Target { url: url.to_string(), client: self.guarded.clone() })
+                Ok(Target { url: url.to_string(), client: self.clients().guarded })
             }
             None => {
                 let root = self.base_urls.get(&provider).map(String::as_str).unwrap_or(provider.default_base_url());
@@ -115,7 +162,7 @@ impl Upstreams {
                     url.push('?');
                     url.push_str(q);
                 }
-                Ok(Target { url, client: self.client.clone() })
+                Ok(Target { url, client: self.clients().plain })
             }
         }
     }
