@@ -4,7 +4,9 @@
 pub mod cached;
 mod dialect;
 mod postgres;
+mod rows;
 mod sql;
+mod sql_money;
 mod sql_webhooks;
 mod sqlite;
 mod webhooks;

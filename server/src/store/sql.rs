@@ -1,5 +1,6 @@
 //! Every store query, written once for PostgreSQL and SQLite: `SqlStore<DB>` implements `Store`
-//! for a database with a `Dialect` (dialect.rs), and reads rows into Relay's types.
+//! for a database with a `Dialect` (dialect.rs); money and webhook queries live in
+//! `sql_money.rs` and `sql_webhooks.rs`, row readers in `rows.rs`.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -8,6 +9,7 @@ use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Type};
 use uuid::Uuid;
 
 use super::dialect::{kek, Dialect, Fields};
+use super::rows::*;
 use super::*;
 use crate::vault::SealedKey;
 
@@ -38,11 +40,6 @@ macro_rules! provider_key_columns {
          last_used_at, base_url, monthly_cap_nanos, status, status_reason, status_at"
     };
 }
-macro_rules! budget_columns {
-    () => {
-        "tenant_id, subject, limit_nanos, period, alert_at_bps, created_at, updated_at"
-    };
-}
 macro_rules! signing_key_columns {
     () => {
         "id, name, kek_version, wrapped_dek, ciphertext, created_at"
@@ -52,13 +49,6 @@ macro_rules! settings_columns {
     () => {
         "byok_flow_enabled, allowed_origins, rate_limit_api_key, rate_limit_end_user, rate_limit_free_end_user, \
          free_models"
-    };
-}
-macro_rules! usage_columns {
-    () => {
-        "id, tenant_id, end_user_id, api_key_id, provider, model, endpoint, status, paid, prompt_tokens, \
-         completion_tokens, latency_ms, ttft_ms, created_at, cached_tokens, cache_write_tokens, reasoning_tokens, \
-         cost_nanos"
     };
 }
 /// Compare-and-set of a re-wrapped data key in a table of sealed keys.
@@ -71,168 +61,6 @@ macro_rules! rewrap_statement {
              WHERE id = $1 AND kek_version = $4 AND wrapped_dek = $5 AND ciphertext = $6"
         )
     };
-}
-
-/// Rows per multi-row usage INSERT.
-const USAGE_ROWS_PER_INSERT: usize = 500;
-
-fn tenant(row: &impl Fields) -> Result<Tenant> {
-    Ok(Tenant {
-        id: row.uuid("id")?,
-        name: row.text("name")?,
-        app_id: row.text("app_id")?,
-        created_at: row.time("created_at")?,
-    })
-}
-
-fn api_key(row: &impl Fields) -> Result<ApiKeyRecord> {
-    Ok(ApiKeyRecord {
-        id: row.uuid("id")?,
-        tenant_id: row.uuid("tenant_id")?,
-        public_id: row.text("public_id")?,
-        secret_hash: row.bytes("secret_hash")?,
-        last4: row.text("last4")?,
-        name: row.opt_text("name")?,
-        created_at: row.time("created_at")?,
-        revoked_at: row.opt_time("revoked_at")?,
-    })
-}
-
-fn end_user(row: &impl Fields) -> Result<EndUser> {
-    Ok(EndUser {
-        id: row.uuid("id")?,
-        tenant_id: row.uuid("tenant_id")?,
-        label: row.text("label")?,
-        paid: row.flag("paid")?,
-        created_at: row.time("created_at")?,
-        token_generation: row.i64("token_generation")?,
-    })
-}
-
-fn sealed(row: &impl Fields) -> Result<SealedKey> {
-    Ok(SealedKey {
-        kek_version: row.kek_version("kek_version")?,
-        wrapped_dek: row.bytes("wrapped_dek")?,
-        ciphertext: row.bytes("ciphertext")?,
-    })
-}
-
-fn provider_key(row: &impl Fields) -> Result<StoredProviderKey> {
-    Ok(StoredProviderKey {
-        id: row.uuid("id")?,
-        tenant_id: row.uuid("tenant_id")?,
-        end_user_id: row.uuid("end_user_id")?,
-        provider: row.text("provider")?,
-        fingerprint: row.text("fingerprint")?,
-        sealed: sealed(row)?,
-        created_at: row.time("created_at")?,
-        last_used_at: row.opt_time("last_used_at")?,
-        base_url: row.opt_text("base_url")?,
-        monthly_cap: row.opt_i64("monthly_cap_nanos")?.map(Usd::from_nanos),
-        health: key_health(row)?,
-    })
-}
-
-fn key_health(row: &impl Fields) -> Result<KeyHealth> {
-    Ok(KeyHealth {
-        status: key_status_from_column(&row.text("status")?)?,
-        reason: row.opt_text("status_reason")?,
-        at: row.opt_time("status_at")?,
-    })
-}
-
-fn budget(row: &impl Fields) -> Result<Budget> {
-    let period = row.text("period")?;
-    let bps = row.i32("alert_at_bps")?;
-    Ok(Budget {
-        tenant_id: row.uuid("tenant_id")?,
-        scope: BudgetScope::parse(&row.text("subject")?)?,
-        limit: Usd::from_nanos(row.i64("limit_nanos")?),
-        period: Period::parse(&period)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown budget period {period:?}")))?,
-        alert_at_bps: u16::try_from(bps).map_err(|_| StoreError::Corrupt(format!("bad alert_at_bps {bps}")))?,
-        created_at: row.time("created_at")?,
-        updated_at: row.time("updated_at")?,
-    })
-}
-
-fn signing_key(row: &impl Fields) -> Result<SessionSigningKey> {
-    Ok(SessionSigningKey {
-        id: row.uuid("id")?,
-        name: row.text("name")?,
-        sealed: sealed(row)?,
-        created_at: row.time("created_at")?,
-    })
-}
-
-fn settings(row: &impl Fields) -> Result<TenantSettings> {
-    SettingsColumns {
-        byok_flow_enabled: row.flag("byok_flow_enabled")?,
-        allowed_origins: row.text("allowed_origins")?,
-        rate_limit_api_key: row.opt_text("rate_limit_api_key")?,
-        rate_limit_end_user: row.opt_text("rate_limit_end_user")?,
-        rate_limit_free_end_user: row.opt_text("rate_limit_free_end_user")?,
-        free_models: row.text("free_models")?,
-    }
-    .parse()
-}
-
-fn registration_token(row: &impl Fields) -> Result<RegistrationTokenInfo> {
-    Ok(RegistrationTokenInfo {
-        id: row.uuid("id")?,
-        tenant_id: row.uuid("tenant_id")?,
-        tenant_name: row.text("tenant_name")?,
-        end_user_id: row.uuid("end_user_id")?,
-        end_user_label: row.text("label")?,
-        provider: row.opt_text("provider")?,
-        expires_at: row.time("expires_at")?,
-        used_at: row.opt_time("used_at")?,
-    })
-}
-
-fn key_summary(row: &impl Fields) -> Result<ProviderKeySummary> {
-    Ok(ProviderKeySummary {
-        provider: row.text("provider")?,
-        fingerprint: row.text("fingerprint")?,
-        created_at: row.time("created_at")?,
-        last_used_at: row.opt_time("last_used_at")?,
-        monthly_cap: row.opt_i64("monthly_cap_nanos")?.map(Usd::from_nanos),
-        health: key_health(row)?,
-    })
-}
-
-fn usage_event(row: &impl Fields) -> Result<UsageEvent> {
-    let status = row.i32("status")?;
-    Ok(UsageEvent {
-        id: row.uuid("id")?,
-        tenant_id: row.uuid("tenant_id")?,
-        end_user_id: row.opt_uuid("end_user_id")?,
-        api_key_id: row.opt_uuid("api_key_id")?,
-        provider: row.text("provider")?,
-        model: row.text("model")?,
-        endpoint: row.text("endpoint")?,
-        status: u16::try_from(status).map_err(|_| StoreError::Corrupt(format!("bad status {status}")))?,
-        paid: row.flag("paid")?,
-        prompt_tokens: row.opt_i64("prompt_tokens")?.map(to_u64),
-        completion_tokens: row.opt_i64("completion_tokens")?.map(to_u64),
-        latency_ms: to_u64(row.i64("latency_ms")?),
-        ttft_ms: row.opt_i64("ttft_ms")?.map(to_u64),
-        created_at: row.time("created_at")?,
-        cached_tokens: row.opt_i64("cached_tokens")?.map(to_u64),
-        cache_write_tokens: row.opt_i64("cache_write_tokens")?.map(to_u64),
-        reasoning_tokens: row.opt_i64("reasoning_tokens")?.map(to_u64),
-        cost_nanos: row.opt_i64("cost_nanos")?,
-    })
-}
-
-fn audit_event(row: &impl Fields) -> Result<AuditEvent> {
-    Ok(AuditEvent {
-        tenant_id: row.opt_uuid("tenant_id")?,
-        actor: row.text("actor")?,
-        action: row.text("action")?,
-        target: row.opt_text("target")?,
-        created_at: row.time("created_at")?,
-    })
 }
 
 /// Statements bind ids, times and key versions as the dialect stores them, and plain values (text,
@@ -267,7 +95,7 @@ where
 
     /// Tells every node's cache what a write changed (a failure is logged: the other nodes
     /// then see the change when their entries expire).
-    async fn announce(&self, change: Change) {
+    pub(super) async fn announce(&self, change: Change) {
         let Some(statement) = DB::NOTIFY else { return };
         let text = change.to_string();
         if let Err(e) = sqlx::query(statement).bind(text.as_str()).execute(&self.pool).await {
@@ -747,52 +575,7 @@ where
     }
 
     async fn insert_usage_batch(&self, events: &[UsageEvent]) -> Result<()> {
-        // Multi-row INSERTs (18 binds a row, well under either database's bind limit per
-        // statement), all in one transaction.
-        let mut tx = self.pool.begin().await?;
-        for chunk in events.chunks(USAGE_ROWS_PER_INSERT) {
-            let mut insert =
-                sqlx::QueryBuilder::<DB>::new(concat!("INSERT INTO usage_events (", usage_columns!(), ") "));
-            insert.push_values(chunk, |mut row, e| {
-                row.push_bind(DB::id(e.id))
-                    .push_bind(DB::id(e.tenant_id))
-                    .push_bind(e.end_user_id.map(DB::id))
-                    .push_bind(e.api_key_id.map(DB::id))
-                    .push_bind(e.provider.as_str())
-                    .push_bind(e.model.as_str())
-                    .push_bind(e.endpoint.as_str())
-                    .push_bind(i32::from(e.status))
-                    .push_bind(e.paid)
-                    .push_bind(e.prompt_tokens.map(to_i64))
-                    .push_bind(e.completion_tokens.map(to_i64))
-                    .push_bind(to_i64(e.latency_ms))
-                    .push_bind(e.ttft_ms.map(to_i64))
-                    .push_bind(DB::time(e.created_at))
-                    .push_bind(e.cached_tokens.map(to_i64))
-                    .push_bind(e.cache_write_tokens.map(to_i64))
-                    .push_bind(e.reasoning_tokens.map(to_i64))
-                    .push_bind(e.cost_nanos);
-            });
-            DB::execute_built(&mut *tx, insert).await?;
-        }
-        for (tenant_id, key, amount) in spend_charges(events) {
-            let subject = key.subject.stored();
-            sqlx::query(
-                "INSERT INTO spend (tenant_id, subject, period, period_start, end_user_id, spent_nanos) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, subject, period, period_start) \
-                 DO UPDATE SET spent_nanos = spend.spent_nanos + EXCLUDED.spent_nanos",
-            )
-            .bind(DB::id(tenant_id))
-            .bind(subject.as_str())
-            .bind(key.period.as_str())
-            .bind(DB::time(key.start))
-            .bind(key.subject.end_user_id().map(DB::id))
-            .bind(amount.nanos())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.money_insert_usage_batch(events).await
     }
 
     async fn usage_events_between(
@@ -803,129 +586,27 @@ where
         to: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<UsageEvent>> {
-        sqlx::query(concat!(
-            "SELECT ",
-            usage_columns!(),
-            " FROM usage_events \
-             WHERE tenant_id = $1 AND ($2 IS NULL OR end_user_id = $2) AND created_at >= $3 AND created_at < $4 \
-             ORDER BY created_at, id LIMIT $5"
-        ))
-        .bind(DB::id(tenant_id))
-        .bind(end_user_id.map(DB::id))
-        .bind(DB::time(from))
-        .bind(DB::time(to))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(usage_event)
-        .collect()
+        self.money_usage_events_between(tenant_id, end_user_id, from, to, limit).await
     }
 
     async fn put_budget(&self, b: &Budget) -> Result<Budget> {
-        let subject = b.scope.subject();
-        let stored = sqlx::query(concat!(
-            "INSERT INTO budgets (",
-            budget_columns!(),
-            ", end_user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id, subject) DO UPDATE SET \
-             limit_nanos = EXCLUDED.limit_nanos, period = EXCLUDED.period, alert_at_bps = EXCLUDED.alert_at_bps, \
-             updated_at = EXCLUDED.updated_at RETURNING ",
-            budget_columns!()
-        ))
-        .bind(DB::id(b.tenant_id))
-        .bind(subject.as_str())
-        .bind(b.limit.nanos())
-        .bind(b.period.as_str())
-        .bind(i32::from(b.alert_at_bps))
-        .bind(DB::time(b.created_at))
-        .bind(DB::time(b.updated_at))
-        .bind(b.scope.end_user_id().map(DB::id))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(StoreError::from)
-        .and_then(|row| budget(&row))?;
-        self.announce(Change::Tenant(b.tenant_id)).await;
-        Ok(stored)
+        self.money_put_budget(b).await
     }
 
     async fn budgets_for(&self, tenant_id: Uuid, end_user_id: Option<Uuid>) -> Result<Vec<Budget>> {
-        let own = end_user_id.map(|id| BudgetScope::EndUser(id).subject());
-        sqlx::query(concat!(
-            "SELECT ",
-            budget_columns!(),
-            " FROM budgets WHERE tenant_id = $1 AND (subject IN ('tenant', 'end_user_default') OR subject = $2)"
-        ))
-        .bind(DB::id(tenant_id))
-        .bind(own.as_deref())
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(budget)
-        .collect()
+        self.money_budgets_for(tenant_id, end_user_id).await
     }
 
     async fn delete_budget(&self, tenant_id: Uuid, scope: BudgetScope) -> Result<bool> {
-        let subject = scope.subject();
-        let done = sqlx::query("DELETE FROM budgets WHERE tenant_id = $1 AND subject = $2")
-            .bind(DB::id(tenant_id))
-            .bind(subject.as_str())
-            .execute(&self.pool)
-            .await?;
-        self.announce(Change::Tenant(tenant_id)).await;
-        Ok(DB::rows_affected(&done) == 1)
+        self.money_delete_budget(tenant_id, scope).await
     }
 
     async fn spend(&self, tenant_id: Uuid, keys: &[SpendKey]) -> Result<Vec<Usd>> {
-        // Five counters a statement (what one call checks at most); a shorter list repeats its
-        // last key.
-        const SELECT: &str = "SELECT subject, period, period_start, spent_nanos FROM spend WHERE tenant_id = $1 AND ( \
-            (subject = $2 AND period = $3 AND period_start = $4) OR (subject = $5 AND period = $6 AND period_start = $7) \
-            OR (subject = $8 AND period = $9 AND period_start = $10) \
-            OR (subject = $11 AND period = $12 AND period_start = $13) \
-            OR (subject = $14 AND period = $15 AND period_start = $16))";
-        let mut found = std::collections::HashMap::new();
-        let subjects: Vec<String> = keys.iter().map(|k| k.subject.stored()).collect();
-        for (chunk, names) in keys.chunks(5).zip(subjects.chunks(5)) {
-            let mut query = sqlx::query(SELECT).bind(DB::id(tenant_id));
-            for i in 0..5 {
-                let last = i.min(chunk.len() - 1);
-                let key = &chunk[last];
-                query = query.bind(names[last].as_str()).bind(key.period.as_str()).bind(DB::time(key.start));
-            }
-            for row in query.fetch_all(&self.pool).await? {
-                let at = (row.text("subject")?, row.text("period")?, row.time("period_start")?);
-                found.insert(at, row.i64("spent_nanos")?);
-            }
-        }
-        Ok(keys
-            .iter()
-            .map(|k| {
-                let at = (k.subject.stored(), k.period.as_str().to_owned(), k.start);
-                Usd::from_nanos(found.get(&at).copied().unwrap_or(0))
-            })
-            .collect())
+        self.money_spend(tenant_id, keys).await
     }
 
     async fn mark_spend_alert(&self, tenant_id: Uuid, key: &SpendKey, alert: SpendAlert) -> Result<bool> {
-        let statement = match alert {
-            SpendAlert::Threshold => {
-                "UPDATE spend SET threshold_sent = TRUE WHERE tenant_id = $1 AND subject = $2 AND period = $3 \
-                 AND period_start = $4 AND threshold_sent = FALSE"
-            }
-            SpendAlert::Exceeded => {
-                "UPDATE spend SET exceeded_sent = TRUE WHERE tenant_id = $1 AND subject = $2 AND period = $3 \
-                 AND period_start = $4 AND exceeded_sent = FALSE"
-            }
-        };
-        let subject = key.subject.stored();
-        let done = sqlx::query(statement)
-            .bind(DB::id(tenant_id))
-            .bind(subject.as_str())
-            .bind(key.period.as_str())
-            .bind(DB::time(key.start))
-            .execute(&self.pool)
-            .await?;
-        Ok(DB::rows_affected(&done) == 1)
+        self.money_mark_spend_alert(tenant_id, key, alert).await
     }
 
     async fn usage_end_user_labels(
@@ -935,18 +616,7 @@ where
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<(Uuid, String)>> {
-        let rows = sqlx::query(
-            "SELECT id, label FROM end_users WHERE tenant_id = $1 AND id IN (\
-             SELECT end_user_id FROM usage_events \
-             WHERE tenant_id = $1 AND ($2 IS NULL OR end_user_id = $2) AND created_at >= $3 AND created_at < $4)",
-        )
-        .bind(DB::id(tenant_id))
-        .bind(end_user_id.map(DB::id))
-        .bind(DB::time(from))
-        .bind(DB::time(to))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|row| Ok((row.uuid("id")?, row.text("label")?))).collect()
+        self.money_usage_end_user_labels(tenant_id, end_user_id, from, to).await
     }
 
     async fn follow_changes(&self, seen: ChangeSink) -> Result<()> {

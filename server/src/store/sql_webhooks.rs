@@ -6,6 +6,7 @@ use sqlx::{Encode, Executor, IntoArguments, Type};
 use uuid::Uuid;
 
 use super::dialect::{kek, Dialect, Fields};
+use super::rows::sealed;
 use super::sql::SqlStore;
 use super::*;
 
@@ -42,14 +43,6 @@ fn events_of(raw: Option<String>) -> Result<Option<Vec<String>>> {
         .transpose()
 }
 
-fn sealed_of(row: &impl Fields) -> Result<crate::vault::SealedKey> {
-    Ok(crate::vault::SealedKey {
-        kek_version: row.kek_version("kek_version")?,
-        wrapped_dek: row.bytes("wrapped_dek")?,
-        ciphertext: row.bytes("ciphertext")?,
-    })
-}
-
 fn endpoint(row: &impl Fields) -> Result<WebhookEndpoint> {
     Ok(WebhookEndpoint {
         id: row.uuid("id")?,
@@ -57,7 +50,7 @@ fn endpoint(row: &impl Fields) -> Result<WebhookEndpoint> {
         url: row.text("url")?,
         events: events_of(row.opt_text("events")?)?,
         description: row.opt_text("description")?,
-        sealed_secret: sealed_of(row)?,
+        sealed_secret: sealed(row)?,
         created_at: row.time("created_at")?,
     })
 }
@@ -71,7 +64,7 @@ fn claimed(row: &impl Fields) -> Result<ClaimedDelivery> {
         endpoint_id: row.uuid("endpoint_id")?,
         tenant_id: row.uuid("tenant_id")?,
         url: row.text("url")?,
-        sealed_secret: sealed_of(row)?,
+        sealed_secret: sealed(row)?,
         attempts: u32_of(row.i64("attempts")?, "attempts")?,
     })
 }
