@@ -77,31 +77,31 @@ pub fn applicable(
     at: DateTime<Utc>,
 ) -> Vec<Applied> {
     let find = |scope: BudgetScope| budgets.iter().find(|b| b.scope == scope);
-    let mut out = Vec::new();
-    let mut push = |kind: LimitKind, b: &Budget, subject: SpendSubject| {
-        let counter = SpendKey { subject, period: b.period, start: b.period.start(at) };
-        out.push(Applied { kind, limit: b.limit, period: b.period, alert_at_bps: b.alert_at_bps, counter });
+    let counter = |subject, period: Period| SpendKey { subject, period, start: period.start(at) };
+    let of_budget = |kind, b: &Budget, subject| Applied {
+        kind,
+        limit: b.limit,
+        period: b.period,
+        alert_at_bps: b.alert_at_bps,
+        counter: counter(subject, b.period),
     };
+    let mut out = Vec::new();
     if let Some(cap) = cap {
-        let cap_budget = Budget {
-            tenant_id: Uuid::nil(),
-            scope: BudgetScope::EndUser(end_user_id),
+        out.push(Applied {
+            kind: LimitKind::OwnCap { provider: provider.to_owned() },
             limit: cap,
             period: Period::Month,
             alert_at_bps: DEFAULT_ALERT_BPS,
-            created_at: at,
-            updated_at: at,
-        };
-        let subject = SpendSubject::Key { end_user_id, provider: provider.to_owned() };
-        push(LimitKind::OwnCap { provider: provider.to_owned() }, &cap_budget, subject);
+            counter: counter(SpendSubject::Key { end_user_id, provider: provider.to_owned() }, Period::Month),
+        });
     }
     if let Some(own) = find(BudgetScope::EndUser(end_user_id)) {
-        push(LimitKind::EndUser { default: false }, own, SpendSubject::EndUser(end_user_id));
+        out.push(of_budget(LimitKind::EndUser { default: false }, own, SpendSubject::EndUser(end_user_id)));
     } else if let Some(default) = find(BudgetScope::EndUserDefault) {
-        push(LimitKind::EndUser { default: true }, default, SpendSubject::EndUser(end_user_id));
+        out.push(of_budget(LimitKind::EndUser { default: true }, default, SpendSubject::EndUser(end_user_id)));
     }
     if let Some(tenant) = find(BudgetScope::Tenant) {
-        push(LimitKind::Tenant, tenant, SpendSubject::Tenant);
+        out.push(of_budget(LimitKind::Tenant, tenant, SpendSubject::Tenant));
     }
     out
 }

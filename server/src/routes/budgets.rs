@@ -60,14 +60,6 @@ struct DeletedBudget {
     deleted: bool,
 }
 
-fn scope_name(scope: BudgetScope) -> &'static str {
-    match scope {
-        BudgetScope::Tenant => "tenant",
-        BudgetScope::EndUserDefault => "end_user_default",
-        BudgetScope::EndUser(_) => "end_user",
-    }
-}
-
 fn parse(body: BudgetBody) -> Result<(Usd, Period, u16), ApiError> {
     let limit = dollars_param(body.limit_usd, "limitUsd")?;
     let period = Period::parse(&body.period).ok_or_else(|| {
@@ -111,7 +103,7 @@ async fn view(
         None => None,
     };
     Ok(BudgetView {
-        scope: scope_name(budget.scope),
+        scope: budget.scope.name(),
         end_user_label: label,
         limit_usd: budget.limit.dollars(),
         period: budget.period.as_str(),
@@ -171,7 +163,7 @@ async fn delete(store: &dyn Store, auth: TenantAuth, scope: BudgetScope) -> Resu
         return Err(no_budget(scope));
     }
     audit(store, auth, "budget.delete", scope).await;
-    Ok(HttpResponse::Ok().json(DeletedBudget { scope: scope_name(scope), deleted: true }))
+    Ok(HttpResponse::Ok().json(DeletedBudget { scope: scope.name(), deleted: true }))
 }
 
 async fn audit(store: &dyn Store, auth: TenantAuth, action: &str, scope: BudgetScope) {

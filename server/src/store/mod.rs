@@ -318,6 +318,15 @@ pub enum BudgetScope {
 }
 
 impl BudgetScope {
+    /// The name the API uses: `tenant`, `end_user_default` or `end_user`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BudgetScope::Tenant => "tenant",
+            BudgetScope::EndUserDefault => "end_user_default",
+            BudgetScope::EndUser(_) => "end_user",
+        }
+    }
+
     /// The stored `subject`.
     pub fn subject(self) -> String {
         match self {

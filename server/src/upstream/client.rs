@@ -111,19 +111,18 @@ impl Upstreams {
         Ok(self)
     }
 
-    /// This thread's clients for this configuration (built on first use).
-    fn clients(&self) -> Clients {
+    /// This thread's client for this configuration (both built on first use): the guarded one
+    /// for an `openai-compatible` server.
+    fn client(&self, guarded: bool) -> reqwest::Client {
         CLIENTS.with(|all| {
             let mut all = all.borrow_mut();
-            if let Some(found) = all.get(&self.id) {
-                return found.clone();
-            }
-            let built = Clients::build(&self.timeouts, &self.policy).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "could not build this thread's upstream clients; sharing the first ones");
-                self.fallback.clone()
+            let clients = all.entry(self.id).or_insert_with(|| {
+                Clients::build(&self.timeouts, &self.policy).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not build this thread's upstream clients; sharing the first ones");
+                    self.fallback.clone()
+                })
             });
-            all.insert(self.id, built.clone());
-            built
+            if guarded { clients.guarded.clone() } else { clients.plain.clone() }
         })
     }
 
@@ -153,7 +152,7 @@ impl Upstreams {
                 let url = base
                     .join(rest, query)
                     .map_err(|e| ApiError::forbidden(e.code(), format!("This path cannot be relayed: {e}.")))?;
-                Ok(Target { url: url.to_string(), client: self.clients().guarded })
+                Ok(Target { url: url.to_string(), client: self.client(true) })
             }
             None => {
                 let root = self.base_urls.get(&provider).map(String::as_str).unwrap_or(provider.default_base_url());
@@ -162,7 +161,7 @@ impl Upstreams {
                     url.push('?');
                     url.push_str(q);
                 }
-                Ok(Target { url, client: self.clients().plain })
+                Ok(Target { url, client: self.client(false) })
             }
         }
     }
