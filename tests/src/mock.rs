@@ -243,6 +243,9 @@ impl MockProvider {
                 .default_service(web::to(handle))
         })
         .workers(1)
+        // Real providers keep idle connections open far longer than a test's pauses; actix's
+        // 5 s default would close a pooled connection just as Relay reuses it (a 502 race).
+        .keep_alive(Duration::from_secs(300))
         .disable_signals()
         .listen(listener)
         .expect("listen")
