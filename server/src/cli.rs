@@ -319,7 +319,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Kek(KekCommand::Rotate { json, store }) => {
             telemetry::init(telemetry::LogFormat::Pretty);
             let (store, config) = open_store(&store).await?;
-            let vault = Vault::new(std::sync::Arc::new(config.keyring));
+            let vault = Vault::new(config.keyring.into_source().await.context("The master keys are not usable")?);
             let version = vault.current_kek_version();
             let upstreams = Upstreams::new(&Default::default(), &UpstreamTimeouts::default())?;
             let keys = KeyService::new(store, vault, upstreams, false);
@@ -430,7 +430,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "could not turn core dumps off"),
     }
     let config = Config::from_args(&args)?;
-    if config.store.embedded {
+    let kms = !config.store.keyring.aws_kms_keys().is_empty();
+    if config.store.embedded && kms {
+        tracing::warn!(data_dir = %args.store.data_dir.display(), "embedded SQLite database; for production set DATABASE_URL=postgres://...");
+    } else if config.store.embedded {
         eprintln!(
             "\n  ************************************************************************\n  \
              *  DEVELOPMENT SETUP: embedded SQLite and a generated master key in     *\n  \

@@ -12,10 +12,11 @@ use secrecy::SecretString;
 
 use crate::providers::ProviderId;
 use crate::store::DatabaseUrl;
-use crate::vault::LocalKeyring;
+use crate::vault::{LocalKeyring, MasterKeys};
 
 const GENERATE_HINT: &str = "Generate one with `relay kek generate` (or: echo \"v1:$(openssl rand -base64 32)\") \
-and pass it as RELAY_MASTER_KEYS=v1:<base64> or in a file named by RELAY_MASTER_KEY_FILE.";
+and pass it as RELAY_MASTER_KEYS=v1:<base64> or in a file named by RELAY_MASTER_KEY_FILE, \
+or keep it in AWS KMS with RELAY_KMS_KEY_ID=<key id, ARN or alias>.";
 
 /// Where data and master keys come from; shared by every command that touches the store.
 #[derive(Debug, Clone, clap::Args)]
@@ -26,15 +27,20 @@ pub struct StoreArgs {
     /// Directory of the embedded default (SQLite database and generated master key).
     #[arg(long, env = "RELAY_DATA_DIR", default_value = "relay-data")]
     pub data_dir: PathBuf,
-    /// File holding master keys, one `v<N>:<base64 32 bytes>` per line, newest first.
+    /// File holding master keys, one `v<N>:<base64 32 bytes>` (or `v<N>:aws-kms:<key id>`) per
+    /// line, newest first.
     #[arg(long, env = "RELAY_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// An AWS KMS key (id, ARN or alias) as the only master key, v1. To move keys between KMS and
+    /// local master keys, list both in RELAY_MASTER_KEYS instead (`v2:aws-kms:<key id>,v1:…`).
+    #[arg(long, env = "RELAY_KMS_KEY_ID")]
+    pub kms_key_id: Option<String>,
 }
 
 /// Everything the store and vault need, resolved.
 pub struct StoreConfig {
     pub database: DatabaseUrl,
-    pub keyring: LocalKeyring,
+    pub keyring: MasterKeys,
     pub embedded: bool,
 }
 
@@ -49,36 +55,63 @@ impl StoreArgs {
             (None, Some(path)) => Some((read_key_file(path)?, path.display().to_string())),
             (None, None) => None,
         };
-        let parse = |spec: &SecretString, from: &str| {
-            LocalKeyring::parse(spec)
-                .with_context(|| format!("The master key in {from} is not usable. {GENERATE_HINT}"))
+        let explicit_keys = match (explicit_keys, self.kms_key_id.as_deref().map(str::trim).filter(|k| !k.is_empty())) {
+            (Some((_, from)), Some(_)) => bail!(
+                "Set either RELAY_KMS_KEY_ID or master keys in {from}, not both. To use local master keys and \
+                 AWS KMS side by side (while `relay kek rotate` moves keys between them), list the KMS key among \
+                 the master keys with a version of its own: v2:aws-kms:<key id>,v1:<base64>."
+            ),
+            (None, Some(key_id)) => {
+                let keys = MasterKeys::aws_kms(key_id)
+                    .map_err(|_| anyhow::anyhow!("RELAY_KMS_KEY_ID is not a KMS key id, ARN or alias."))?;
+                Some(Keys::Parsed(keys))
+            }
+            (Some((spec, from)), None) => Some(Keys::Spec(spec, from)),
+            (None, None) => None,
+        };
+        let parse = |keys: Keys| match keys {
+            Keys::Parsed(keys) => Ok(keys),
+            Keys::Spec(spec, from) => MasterKeys::parse(&spec)
+                .with_context(|| format!("The master key in {from} is not usable. {GENERATE_HINT}")),
         };
 
         match &self.database_url {
             Some(url) => {
                 let database = DatabaseUrl::parse(url).map_err(anyhow::Error::msg)?;
-                let Some((spec, from)) = explicit_keys else {
+                let Some(keys) = explicit_keys else {
                     bail!("No master key is configured. DATABASE_URL is set, so Relay will not invent one. {GENERATE_HINT}");
                 };
-                Ok(StoreConfig { database, keyring: parse(&spec, &from)?, embedded: false })
+                Ok(StoreConfig { database, keyring: parse(keys)?, embedded: false })
             }
             None => {
                 ensure_private_dir(&self.data_dir)?;
                 let database = DatabaseUrl::Sqlite(self.data_dir.join("relay.db"));
+                let path = self.data_dir.join("master.key");
                 let keyring = match explicit_keys {
-                    Some((spec, from)) => parse(&spec, &from)?,
+                    Some(Keys::Parsed(_)) if path.exists() => bail!(
+                        "{} holds the master key this data directory's keys are sealed under. To move them \
+                         to AWS KMS, list both in RELAY_MASTER_KEYS (v2:aws-kms:<key id>,<the file's v1 entry>) \
+                         and run `relay kek rotate`.",
+                        path.display()
+                    ),
+                    Some(keys) => parse(keys)?,
                     None => {
-                        let path = self.data_dir.join("master.key");
                         if !path.exists() {
                             write_new_key_file(&path)?;
                         }
-                        parse(&read_key_file(&path)?, &path.display().to_string())?
+                        parse(Keys::Spec(read_key_file(&path)?, path.display().to_string()))?
                     }
                 };
                 Ok(StoreConfig { database, keyring, embedded: true })
             }
         }
     }
+}
+
+/// Master keys as configured, before they are parsed.
+enum Keys {
+    Spec(SecretString, String),
+    Parsed(MasterKeys),
 }
 
 fn read_key_file(path: &Path) -> anyhow::Result<SecretString> {

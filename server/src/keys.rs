@@ -215,7 +215,13 @@ impl KeyService {
         let base_url = base.map(|b| b.to_string());
         let label = sealed_provider_label(provider.as_str(), base_url.as_deref());
         let ctx = SealContext { tenant_id, end_user_id, provider: &label, record_id };
-        let sealed = self.vault.seal(&ctx, &key).await.map_err(ApiError::internal)?;
+        let sealed = self.vault.seal(&ctx, &key).await.map_err(|e| match master_key_error(&e) {
+            Some(api) => {
+                tracing::error!(tenant_id = %tenant_id, error = %e, "could not seal a provider key");
+                api
+            }
+            None => ApiError::internal(e),
+        })?;
         let fingerprint = providers::fingerprint(provider, key.expose_secret());
         drop(key);
         Ok(StoredProviderKey {
@@ -313,25 +319,9 @@ impl KeyService {
         };
         match self.vault.open(&ctx, &row.sealed).await {
             Ok(secret) => Ok((row, secret)),
-            // An operator problem: the key is intact, its master key is not configured here.
-            // Asking the user to reconnect would overwrite a key that is still recoverable.
-            Err(e @ VaultError::UnknownKekVersion(_)) => {
-                tracing::error!(tenant_id = %end_user.tenant_id, record_id = %row.id, error = %e, "master key version missing");
-                Err(ApiError::new(
-                    actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "api_error",
-                    "master_key_unavailable",
-                    "The key is stored under a master key version this server does not have. The operator must add it to RELAY_MASTER_KEYS.",
-                ))
-            }
             Err(e) => {
-                tracing::error!(tenant_id = %end_user.tenant_id, record_id = %row.id, error = %e, "stored provider key does not decrypt");
-                Err(ApiError::new(
-                    actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "api_error",
-                    "provider_key_undecryptable",
-                    format!("The stored {provider} key for this end user cannot be decrypted. Ask the user to connect it again."),
-                ))
+                tracing::error!(tenant_id = %end_user.tenant_id, record_id = %row.id, error = %e, "could not open a stored provider key");
+                Err(open_error(&e, provider))
             }
         }
     }
@@ -387,6 +377,12 @@ impl KeyService {
                         }
                     }
                     Ok(None) => report.skipped += 1,
+                    // KMS not answering or refusing: stop here; every row not yet moved is as it was.
+                    Err(e @ (VaultError::KekUnavailable(_) | VaultError::KekRefused(_))) => {
+                        tracing::error!(record_id = %row.id, error = %e, "key rotation stopped");
+                        let api = master_key_error(&e).unwrap_or_else(|| ApiError::internal(e.clone()));
+                        return Err(api.with_source(e));
+                    }
                     Err(
                         e @ (VaultError::Decrypt
                         | VaultError::UnknownKekVersion(_)
@@ -442,6 +438,52 @@ impl KeyService {
             }
         }
         Ok(())
+    }
+}
+
+/// What a caller is told when a stored key does not open. The log has the cause.
+fn open_error(e: &VaultError, provider: ProviderId) -> ApiError {
+    master_key_error(e).unwrap_or_else(|| {
+        ApiError::new(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "provider_key_undecryptable",
+            format!(
+                "The stored {provider} key for this end user cannot be decrypted. Ask the user to connect it again."
+            ),
+        )
+    })
+}
+
+/// The master key, not the stored key, is the problem: an operator's to fix (or a moment's wait
+/// when KMS does not answer). Asking the user to reconnect would overwrite a key that is still
+/// recoverable.
+fn master_key_error(e: &VaultError) -> Option<ApiError> {
+    use actix_web::http::header::{HeaderName, HeaderValue};
+    use actix_web::http::StatusCode;
+    match e {
+        VaultError::UnknownKekVersion(_) => Some(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "master_key_unavailable",
+            "The key is stored under a master key version this server does not have. The operator must add it to RELAY_MASTER_KEYS.",
+        )),
+        VaultError::KekRefused(_) => Some(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "master_key_unavailable",
+            "The key management service refused to use Relay's master key (access denied, or the key is disabled). The operator must fix it; no key was changed.",
+        )),
+        VaultError::KekUnavailable(_) => Some(
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                "master_key_unavailable",
+                "The key management service holding Relay's master key did not answer; nothing was changed. Try again shortly.",
+            )
+            .header(HeaderName::from_static("retry-after"), HeaderValue::from_static("1")),
+        ),
+        VaultError::Decrypt | VaultError::Encrypt | VaultError::NotUtf8 => None,
     }
 }
 

@@ -13,8 +13,8 @@
 //! - `providers` holds one definition per provider (`Provider`: URL, auth, key format, paths,
 //!   routing, dialect) and the translators; nothing outside it matches on a provider.
 //! - `keys` connects, opens (refusing a key marked `invalid`) and rotates provider keys; `vault`
-//!   is the envelope encryption; `store` the PostgreSQL and SQLite persistence (behind
-//!   `store::cached`).
+//!   is the envelope encryption under master keys held locally or in AWS KMS; `store` the
+//!   PostgreSQL and SQLite persistence (behind `store::cached`).
 //! - `pricing` is the price table and what a call cost; `upstream` prices each usage record;
 //!   `budgets` admits a call while the limits that apply to it have room.
 //! - Beside them: `domain` (values parsed at the edge: rates and limits, money, key status),

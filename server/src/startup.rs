@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
+use anyhow::Context;
 
 use crate::auth::session::SessionService;
 use crate::browser::{self, BrowserAccess};
@@ -107,7 +108,7 @@ impl Application {
             cached.clone().follow(metrics.clone());
             cached
         };
-        let vault = Vault::new(Arc::new(config.store.keyring));
+        let vault = Vault::new(config.store.keyring.into_source().await.context("The master keys are not usable")?);
         let webhook_policy = config.upstream_policy.clone();
         let timeouts = config.upstream_timeouts;
         let upstreams = Upstreams::new(&config.upstreams, &timeouts)?.with_policy(config.upstream_policy)?;

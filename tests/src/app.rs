@@ -8,7 +8,7 @@ use relay::config::{Config, StoreConfig};
 use relay::providers::ProviderId;
 use relay::startup::Application;
 use relay::store::{DatabaseUrl, DynStore};
-use relay::vault::LocalKeyring;
+use relay::vault::{LocalKeyring, MasterKeys};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
@@ -95,7 +95,7 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
         listen: "127.0.0.1:0".into(),
         store: StoreConfig {
             database,
-            keyring: LocalKeyring::parse(&SecretString::from(master_keys.clone())).expect("keyring"),
+            keyring: MasterKeys::parse(&SecretString::from(master_keys.clone())).expect("keyring"),
             embedded: false,
         },
         public_url: None,

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod db;
 pub mod fixtures;
+pub mod kms;
 pub mod mock;
 pub mod process;
 pub mod receiver;

@@ -5,6 +5,7 @@
 //! KEK version) as associated data, so bytes copied to another row do not open. The KEK version is
 //! left out of the key seal on purpose: rotation re-wraps DEKs only, it never touches key bytes.
 
+mod aws_kms;
 mod keyring;
 
 use std::fmt;
@@ -17,14 +18,14 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-pub use keyring::{KekSource, KekVersion, KeyringError, LocalKeyring};
+pub use keyring::{KekSource, KekVersion, KeyringError, LocalKeyring, MasterKeys};
 
 /// A data key: plaintext only in memory, wiped on drop.
 pub type DataKey = Zeroizing<[u8; 32]>;
 
 const SEAL_NONCE_LEN: usize = 24;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum VaultError {
     #[error("the stored key was wrapped under master key v{0}, which is not configured")]
     UnknownKekVersion(KekVersion),
@@ -34,6 +35,13 @@ pub enum VaultError {
     Encrypt,
     #[error("the decrypted key is not valid UTF-8")]
     NotUtf8,
+    /// The master key service could not answer now (unreachable, throttled, its own fault).
+    #[error("the master key service did not answer: {0}")]
+    KekUnavailable(String),
+    /// The master key service answered no: access denied, key disabled or deleted. Retrying
+    /// will not help until the operator fixes it.
+    #[error("the master key service refused: {0}")]
+    KekRefused(String),
 }
 
 /// Who a sealed key belongs to. Every field is bound into the ciphertexts.
@@ -63,6 +71,27 @@ impl SealContext<'_> {
             field(&v.to_be_bytes());
         }
         out
+    }
+
+    /// What a data key's wrap under KEK `version` binds.
+    fn dek_aad(&self, version: KekVersion) -> Vec<u8> {
+        self.aad(b"dek", Some(version))
+    }
+
+    /// The same context as a KMS encryption context: the fields by name, so that KMS checks them
+    /// on every unwrap and its audit log shows whose key each call opened.
+    fn encryption_context(&self, version: KekVersion) -> std::collections::HashMap<String, String> {
+        [
+            ("relay", "vault.v1.dek".to_owned()),
+            ("tenant", self.tenant_id.to_string()),
+            ("endUser", self.end_user_id.to_string()),
+            ("provider", self.provider.to_owned()),
+            ("record", self.record_id.to_string()),
+            ("kekVersion", version.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
     }
 }
 
@@ -114,15 +143,12 @@ impl Vault {
         ciphertext.extend_from_slice(&sealed);
 
         let kek_version = self.kek.current_version();
-        let wrapped_dek = self.kek.wrap(kek_version, &dek, &ctx.aad(b"dek", Some(kek_version))).await?;
+        let wrapped_dek = self.kek.wrap(kek_version, &dek, ctx).await?;
         Ok(SealedKey { kek_version, wrapped_dek, ciphertext })
     }
 
     pub async fn open(&self, ctx: &SealContext<'_>, sealed: &SealedKey) -> Result<SecretString, VaultError> {
-        let dek = self
-            .kek
-            .unwrap(sealed.kek_version, &sealed.wrapped_dek, &ctx.aad(b"dek", Some(sealed.kek_version)))
-            .await?;
+        let dek = self.kek.unwrap(sealed.kek_version, &sealed.wrapped_dek, ctx).await?;
         if sealed.ciphertext.len() < SEAL_NONCE_LEN {
             return Err(VaultError::Decrypt);
         }
@@ -144,11 +170,8 @@ impl Vault {
         if sealed.kek_version == target {
             return Ok(None);
         }
-        let dek = self
-            .kek
-            .unwrap(sealed.kek_version, &sealed.wrapped_dek, &ctx.aad(b"dek", Some(sealed.kek_version)))
-            .await?;
-        let wrapped_dek = self.kek.wrap(target, &dek, &ctx.aad(b"dek", Some(target))).await?;
+        let dek = self.kek.unwrap(sealed.kek_version, &sealed.wrapped_dek, ctx).await?;
+        let wrapped_dek = self.kek.wrap(target, &dek, ctx).await?;
         Ok(Some(SealedKey { kek_version: target, wrapped_dek, ciphertext: sealed.ciphertext.clone() }))
     }
 }
