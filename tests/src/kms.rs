@@ -12,6 +12,9 @@ use serde_json::{json, Value};
 const AUTHORIZATION: &str =
     "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=0";
 
+/// The AWS secret key the tests use: distinct, so a test can look for it in logs.
+pub const SECRET_ACCESS_KEY: &str = "relay-test-aws-secret-Zq8v3Lr";
+
 pub struct KmsEmulator {
     child: Child,
     pub url: String,
@@ -65,7 +68,7 @@ impl KmsEmulator {
             ("AWS_ENDPOINT_URL", self.url.as_str()),
             ("AWS_REGION", "us-east-1"),
             ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
