@@ -71,6 +71,8 @@ where
             });
             DB::execute_built(&mut *tx, insert).await?;
         }
+        // The day's roll-ups in the same transaction: they never disagree with the events.
+        Self::add_rollups(&mut tx, events).await?;
         for (tenant_id, key, amount) in spend_charges(events) {
             let subject = key.subject.stored();
             sqlx::query(
@@ -238,12 +240,12 @@ where
     ) -> Result<Vec<(Uuid, String)>> {
         let rows = sqlx::query(
             "SELECT id, label FROM end_users WHERE tenant_id = $1 AND id IN (\
-             SELECT end_user_id FROM usage_events \
-             WHERE tenant_id = $1 AND ($2 IS NULL OR end_user_id = $2) AND created_at >= $3 AND created_at < $4)",
+             SELECT end_user_id FROM usage_daily \
+             WHERE tenant_id = $1 AND ($2 IS NULL OR end_user_id = $2) AND day >= $3 AND day < $4)",
         )
         .bind(DB::id(tenant_id))
         .bind(end_user_id.map(DB::id))
-        .bind(DB::time(from))
+        .bind(DB::time(crate::domain::money::Period::Day.start(from)))
         .bind(DB::time(to))
         .fetch_all(self.pool())
         .await?;
