@@ -23,6 +23,9 @@ pub const BATCH: u32 = 5_000;
 const PAUSE: Duration = Duration::from_millis(200);
 /// How often a node prunes.
 const EVERY: Duration = Duration::from_secs(3600);
+/// The first round waits this long after start: a fleet that restarts at once does not prune
+/// while it warms up.
+const FIRST_AFTER: Duration = Duration::from_secs(60);
 
 /// How long usage is kept; 0 days: forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,9 +56,10 @@ impl Retention {
     }
 }
 
-/// Starts the pruning task on the current runtime (first round at once).
+/// Starts the pruning task on the current runtime (first round a minute after start).
 pub fn start(store: DynStore, metrics: Arc<Metrics>, retention: Retention) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        tokio::time::sleep(FIRST_AFTER).await;
         loop {
             let pruned = prune(&store, &metrics, retention, Utc::now(), BATCH, PAUSE).await;
             if pruned != Pruned::default() {

@@ -113,7 +113,8 @@ impl Application {
         let webhook_policy = config.upstream_policy.clone();
         let timeouts = config.upstream_timeouts;
         let upstreams = Upstreams::new(&config.upstreams, &timeouts)?.with_policy(config.upstream_policy)?;
-        let keys = KeyService::new(store.clone(), vault, upstreams.clone(), config.verify_provider_keys).with_metrics(&metrics);
+        let keys = KeyService::new(store.clone(), vault, upstreams.clone(), config.verify_provider_keys)
+            .with_metrics(&metrics);
         let sessions = SessionService::load(store.clone(), keys.vault()).await?;
         let browser = BrowserAccess::new(store.clone(), &config.browser, config.public_url.as_deref());
         let limiter = match &config.redis {

@@ -11,9 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::TenantAuth;
+use crate::domain::money::Period;
 use crate::domain::EndUserLabel;
 use crate::error::{ApiError, ErrorBody};
-use crate::domain::money::Period;
 use crate::store::{Store, UsageKey, UsageRollup};
 use crate::usage_log::UsageLog;
 

@@ -166,9 +166,7 @@ where
             UsageKey::Day => (DB::DAY_TEXT, format!("PARTITION BY {}", DB::DAY_TEXT), false),
             UsageKey::Model => ("model", "PARTITION BY model".to_owned(), false),
             UsageKey::Provider => ("provider", "PARTITION BY provider".to_owned(), false),
-            UsageKey::EndUser => {
-                ("CAST(end_user_id AS TEXT)", "PARTITION BY end_user_id".to_owned(), true)
-            }
+            UsageKey::EndUser => ("CAST(end_user_id AS TEXT)", "PARTITION BY end_user_id".to_owned(), true),
         };
         let users = if only_users { " AND end_user_id IS NOT NULL" } else { "" };
         let statement = format!(

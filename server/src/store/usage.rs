@@ -94,7 +94,9 @@ pub fn rollups_of(events: &[UsageEvent]) -> Vec<(Uuid, UsageRollup)> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageKey {
     /// All events together (key `""`); with `end_users_only`, only events of an end user.
-    Total { end_users_only: bool },
+    Total {
+        end_users_only: bool,
+    },
     /// The UTC day, `YYYY-MM-DD`.
     Day,
     Model,
