@@ -11,9 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::TenantAuth;
-use crate::domain::money::Period;
 use crate::domain::EndUserLabel;
 use crate::error::{ApiError, ErrorBody};
+use crate::store::usage::whole_days;
 use crate::store::{Store, UsageKey, UsageRollup};
 use crate::usage_log::UsageLog;
 
@@ -148,9 +148,7 @@ async fn sums(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<UsageRollup>, ApiError> {
-    let first_day = Period::Day.start(from);
-    let whole_from = if first_day == from { from } else { Period::Day.next_start(from) };
-    let whole_to = Period::Day.start(to);
+    let (whole_from, whole_to) = whole_days(from, to);
     if whole_from > whole_to {
         // Within one day.
         return Ok(store.usage_rollups_from_events(tenant_id, end_user_id, from, to).await?);

@@ -563,9 +563,9 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_spend_alert(&self, tenant_id: Uuid, key: &SpendKey, alert: SpendAlert) -> Result<bool>;
 
     // --- Cost (issue #12): what usage records cost, grouped by end user ---
-    /// The labels of the end users with usage in the range (read from the daily roll-ups of the
-    /// days it touches, so the usage of days whose events were pruned counts too), as (id,
-    /// label): erased users are gone, with their usage.
+    /// The labels of the end users with usage in the range (whole days read from the daily
+    /// roll-ups, so days whose events were pruned count too), as (id, label): erased users are
+    /// gone, with their usage.
     async fn usage_end_user_labels(
         &self,
         tenant_id: Uuid,

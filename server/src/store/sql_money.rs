@@ -238,15 +238,22 @@ where
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<(Uuid, String)>> {
+        // Whole days from the roll-ups (their events may be pruned), the rest from the events.
+        let (whole_from, whole_to) = super::usage::whole_days(from, to);
         let rows = sqlx::query(
-            "SELECT id, label FROM end_users WHERE tenant_id = $1 AND id IN (\
+            "SELECT id, label FROM end_users WHERE tenant_id = $1 AND (id IN (\
              SELECT end_user_id FROM usage_daily \
-             WHERE tenant_id = $1 AND ($2 IS NULL OR end_user_id = $2) AND day >= $3 AND day < $4)",
+             WHERE tenant_id = $1 AND ($2 IS NULL OR end_user_id = $2) AND day >= $5 AND day < $6) \
+             OR id IN (SELECT end_user_id FROM usage_events \
+             WHERE tenant_id = $1 AND ($2 IS NULL OR end_user_id = $2) AND created_at >= $3 AND created_at < $4 \
+             AND (created_at < $5 OR created_at >= $6)))",
         )
         .bind(DB::id(tenant_id))
         .bind(end_user_id.map(DB::id))
-        .bind(DB::time(crate::domain::money::Period::Day.start(from)))
+        .bind(DB::time(from))
         .bind(DB::time(to))
+        .bind(DB::time(whole_from))
+        .bind(DB::time(whole_to))
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(|row| Ok((row.uuid("id")?, row.text("label")?))).collect()

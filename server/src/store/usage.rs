@@ -90,6 +90,14 @@ pub fn rollups_of(events: &[UsageEvent]) -> Vec<(Uuid, UsageRollup)> {
     sums.into_iter().map(|((tenant, ..), r)| (tenant, r)).collect()
 }
 
+/// The whole UTC days of `[from, to)`, as `[whole_from, whole_to)`: read from the roll-ups,
+/// and the rest of the range from the raw events. Empty (`whole_from > whole_to`) when the
+/// range lies within one day.
+pub fn whole_days(from: DateTime<Utc>, to: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let whole_from = if Period::Day.start(from) == from { from } else { Period::Day.next_start(from) };
+    (whole_from, Period::Day.start(to))
+}
+
 /// What latency percentiles are computed per.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageKey {
