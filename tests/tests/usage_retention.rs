@@ -20,7 +20,7 @@ macro_rules! both_backends {
     };
 }
 
-both_backends!(rollups_answer_as_raw_events_do, pruning_keeps_rollups_that_add_up);
+both_backends!(rollups_answer_as_raw_events_do, pruning_keeps_rollups_that_add_up, migration_backfills_rollups);
 
 #[allow(clippy::too_many_arguments)]
 fn event(
@@ -269,4 +269,42 @@ async fn pruning_keeps_rollups_that_add_up(backend: Backend) {
     let body = report(&app, old, today, "&groupBy=day").await;
     assert_eq!(body["data"].as_array().map(Vec::len), Some(2));
     assert_eq!(body["total"]["requests"], 14);
+}
+
+/// Migration 0009 back-fills the roll-ups from the events stored before it: run on events whose
+/// roll-ups are gone, its INSERT restores the same report.
+async fn migration_backfills_rollups(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let first_day = Period::Day.start(Utc::now()) - chrono::Duration::days(5);
+    workload(&app, first_day, 3).await;
+    let (from, to) = (first_day, first_day + chrono::Duration::days(3));
+    let before = report(&app, from, to, "&groupBy=endUser").await;
+    let before_by_day = report(&app, from, to, "&groupBy=day").await;
+    assert_eq!(before_by_day["total"]["requests"], 120);
+    let migration = match backend {
+        Backend::Postgres => include_str!("../../migrations/postgres/0009_usage_retention.sql"),
+        Backend::Sqlite => include_str!("../../migrations/sqlite/0009_usage_retention.sql"),
+    };
+    let backfill = &migration[migration.find("INSERT INTO usage_daily").expect("the back-fill")..];
+    let run = |statement: &'static str| {
+        let url = app.db.url.clone();
+        async move {
+            match backend {
+                Backend::Postgres => {
+                    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+                    sqlx::query(statement).execute(&pool).await.expect("statement");
+                }
+                Backend::Sqlite => {
+                    let pool = sqlx::SqlitePool::connect(&url).await.expect("connect");
+                    sqlx::query(statement).execute(&pool).await.expect("statement");
+                }
+            }
+        }
+    };
+    run("DELETE FROM usage_daily").await;
+    let emptied = report(&app, from, to, "&groupBy=endUser").await;
+    assert_eq!(emptied["total"]["requests"], 0, "whole days come from the roll-ups only");
+    run(backfill).await;
+    assert_eq!(report(&app, from, to, "&groupBy=endUser").await, before);
+    assert_eq!(report(&app, from, to, "&groupBy=day").await, before_by_day);
 }
