@@ -17,6 +17,9 @@ macro_rules! sums {
     };
 }
 
+/// Roll-up rows per multi-row upsert (15 binds a row, well under either database's limit).
+const ROLLUPS_PER_UPSERT: usize = 500;
+
 /// The raw events' sums under the names of the roll-up columns.
 const RAW_SUMS: &str = "COUNT(*) AS requests, \
     CAST(COALESCE(SUM(CASE WHEN status = 0 OR status >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) AS errors, \
@@ -62,15 +65,36 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> Option<DB::Id>: Encode<'q, DB>,
 {
-    /// Adds `events` to their roll-up rows, on the connection of the transaction that stores them.
+    /// Adds `events` to their roll-up rows, on the connection of the transaction that stores
+    /// them: multi-row upserts (the batch is summed first, so no row comes twice in one).
     pub(super) async fn add_rollups(conn: &mut DB::Connection, events: &[UsageEvent]) -> Result<()> {
-        for (tenant_id, r) in rollups_of(events) {
-            let user_key = r.user_key();
-            sqlx::query(concat!(
+        let rollups: Vec<(Uuid, String, UsageRollup)> =
+            rollups_of(events).into_iter().map(|(tenant, r)| (tenant, r.user_key(), r)).collect();
+        for chunk in rollups.chunks(ROLLUPS_PER_UPSERT) {
+            let mut upsert = sqlx::QueryBuilder::<DB>::new(concat!(
                 "INSERT INTO usage_daily (tenant_id, day, user_key, end_user_id, provider, model, ",
                 sums!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-                 ON CONFLICT (tenant_id, day, user_key, provider, model) DO UPDATE SET \
+                ") "
+            ));
+            upsert.push_values(chunk, |mut row, (tenant_id, user_key, r)| {
+                row.push_bind(DB::id(*tenant_id))
+                    .push_bind(DB::time(r.day))
+                    .push_bind(user_key.as_str())
+                    .push_bind(r.end_user_id.map(DB::id))
+                    .push_bind(r.provider.as_str())
+                    .push_bind(r.model.as_str())
+                    .push_bind(to_i64(r.requests))
+                    .push_bind(to_i64(r.errors))
+                    .push_bind(to_i64(r.prompt_tokens))
+                    .push_bind(to_i64(r.completion_tokens))
+                    .push_bind(to_i64(r.cached_tokens))
+                    .push_bind(to_i64(r.cache_write_tokens))
+                    .push_bind(to_i64(r.reasoning_tokens))
+                    .push_bind(r.cost_nanos)
+                    .push_bind(to_i64(r.unpriced_calls));
+            });
+            upsert.push(
+                " ON CONFLICT (tenant_id, day, user_key, provider, model) DO UPDATE SET \
                  requests = usage_daily.requests + EXCLUDED.requests, \
                  errors = usage_daily.errors + EXCLUDED.errors, \
                  prompt_tokens = usage_daily.prompt_tokens + EXCLUDED.prompt_tokens, \
@@ -79,25 +103,9 @@ where
                  cache_write_tokens = usage_daily.cache_write_tokens + EXCLUDED.cache_write_tokens, \
                  reasoning_tokens = usage_daily.reasoning_tokens + EXCLUDED.reasoning_tokens, \
                  cost_nanos = usage_daily.cost_nanos + EXCLUDED.cost_nanos, \
-                 unpriced_calls = usage_daily.unpriced_calls + EXCLUDED.unpriced_calls"
-            ))
-            .bind(DB::id(tenant_id))
-            .bind(DB::time(r.day))
-            .bind(user_key.as_str())
-            .bind(r.end_user_id.map(DB::id))
-            .bind(r.provider.as_str())
-            .bind(r.model.as_str())
-            .bind(to_i64(r.requests))
-            .bind(to_i64(r.errors))
-            .bind(to_i64(r.prompt_tokens))
-            .bind(to_i64(r.completion_tokens))
-            .bind(to_i64(r.cached_tokens))
-            .bind(to_i64(r.cache_write_tokens))
-            .bind(to_i64(r.reasoning_tokens))
-            .bind(r.cost_nanos)
-            .bind(to_i64(r.unpriced_calls))
-            .execute(&mut *conn)
-            .await?;
+                 unpriced_calls = usage_daily.unpriced_calls + EXCLUDED.unpriced_calls",
+            );
+            DB::execute_built(&mut *conn, upsert).await?;
         }
         Ok(())
     }
