@@ -79,8 +79,9 @@ pub fn chat_request(req: &Value, provider: ProviderId) -> Result<Value, Translat
     };
     out.insert(max_key.into(), json!(max_tokens));
     if let Some(stream) = field(req, "stream") {
-        let s = stream.as_bool().ok_or_else(|| bad("stream must be true or false.", "stream"))?;
-        out.insert("stream".into(), json!(s));
+        if stream.as_bool().ok_or_else(|| bad("stream must be true or false.", "stream"))? {
+            out.insert("stream".into(), json!(true));
+        }
     }
     for key in ["temperature", "top_p"] {
         if let Some(v) = field(req, key) {
