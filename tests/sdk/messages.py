@@ -7,6 +7,7 @@ and "text" (the text deltas joined) for a stream, whose "message" is `get_final_
 {"error"} with what the SDK raised.
 """
 
+import inspect
 import json
 import sys
 
@@ -20,6 +21,12 @@ def main():
                                  max_retries=0, timeout=30, **key)
     req = dict(job["request"])
     stream = req.pop("stream", False)
+    # Fields this SDK version has no argument for (it dropped some sampling parameters) travel
+    # as extra_body, as the SDK documents for such fields.
+    accepted = inspect.signature(client.messages.create).parameters
+    extra = {k: req.pop(k) for k in list(req) if k not in accepted}
+    if extra:
+        req["extra_body"] = extra
     events = []
     text = []
     try:
