@@ -10,7 +10,7 @@ use std::time::Duration;
 use relay_tests::fixtures::read_json;
 use relay_tests::messages::{scenarios, MessagesScenario};
 use relay_tests::mock::Reply;
-use relay_tests::sdk::{self, Sdk};
+use relay_tests::sdk;
 use relay_tests::{spawn_app, Backend, TestApp};
 use serde_json::{json, Value};
 
