@@ -48,6 +48,7 @@ status; every answer carries `x-relay-request-id` (and the same value in `x-requ
         routes::unified::chat_completions,
         routes::unified::embeddings,
         routes::unified::models,
+        routes::messages::messages,
         routes::connect::describe,
         routes::connect::connect,
         routes::widget::widget_js,
@@ -90,6 +91,13 @@ Backend use only.",
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "relay_key_header",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-api-key",
+                "The same `rly-…` key in `x-api-key`, as the official Anthropic SDKs send it (`POST /v1/messages` only).",
+            ))),
         );
         components.add_security_scheme(
             "session_token",
@@ -156,6 +164,7 @@ impl Modify for RateLimitResponses {
             ("x-ratelimit-reset-requests", string(), "Until the limit is full again, as in `1.5s` or `6m0s`."),
         ];
         let error = <crate::error::ErrorBody as utoipa::ToSchema>::name();
+        let anthropic_error = <routes::messages::AnthropicError as utoipa::ToSchema>::name();
         for item in openapi.paths.paths.values_mut() {
             let operations =
                 [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch, &mut item.head];
@@ -167,9 +176,12 @@ impl Modify for RateLimitResponses {
                 if !(secured || ip_limited) {
                     continue;
                 }
+                // The Messages API answers errors in Anthropic's shape.
+                let shape =
+                    if operation.operation_id.as_deref() == Some("createMessage") { &anthropic_error } else { &error };
                 let mut response = ResponseBuilder::new()
                     .description("Over a rate limit (`rate_limit_exceeded`): per Relay key, per end user and tier, or per client address.")
-                    .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(error.clone()))).build());
+                    .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(shape.clone()))).build());
                 for (name, schema, description) in &headers {
                     response = response.header(
                         *name,

@@ -94,11 +94,45 @@ fn finish_response(res: HttpResponse, id: &str, method: &str, route: &str) -> Ht
     } else {
         res
     };
+    let anthropic = ANTHROPIC_SHAPED_ROUTES.contains(&route);
+    if anthropic {
+        res = anthropic_shaped(res);
+    }
     if let Ok(value) = HeaderValue::from_str(id) {
         res.headers_mut().insert(REQUEST_ID_HEADER, value.clone());
-        res.headers_mut().insert(COMPAT_REQUEST_ID_HEADER, value);
+        res.headers_mut().insert(COMPAT_REQUEST_ID_HEADER, value.clone());
+        if anthropic {
+            res.headers_mut().insert(ANTHROPIC_REQUEST_ID_HEADER, value);
+        }
     }
     res
+}
+
+/// Routes of Anthropic's API: errors in Anthropic's shape, the request id also where the
+/// Anthropic SDKs read it (`request-id`).
+const ANTHROPIC_SHAPED_ROUTES: &[&str] = &["/v1/messages"];
+const ANTHROPIC_REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("request-id");
+
+/// An OpenAI-shaped error answer (Relay's own, or a translated provider's) in Anthropic's shape,
+/// status and headers kept. Anthropic's own errors and successful answers pass untouched.
+fn anthropic_shaped(res: HttpResponse) -> HttpResponse {
+    if !(res.status().is_client_error() || res.status().is_server_error()) || !is_json(&res) {
+        return res;
+    }
+    let status = res.status().as_u16();
+    let (res, body) = res.into_parts();
+    let bytes = match body.try_into_bytes() {
+        Ok(bytes) => bytes,
+        Err(body) => return res.set_body(body),
+    };
+    let reshaped = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .filter(|v| v["type"] != "error")
+        .and_then(|v| crate::providers::messages::anthropic_error(&v, Some(status)));
+    match reshaped {
+        Some(v) => res.set_body(BoxBody::new(v.to_string())),
+        None => res.set_body(BoxBody::new(bytes)),
+    }
 }
 
 fn is_json(res: &HttpResponse) -> bool {

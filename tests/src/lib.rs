@@ -8,6 +8,7 @@ pub mod app;
 pub mod db;
 pub mod fixtures;
 pub mod kms;
+pub mod messages;
 pub mod mock;
 pub mod process;
 pub mod receiver;

@@ -1,4 +1,5 @@
-//! Runs the official `openai` SDK drivers in tests/sdk (Python and Node) against a Relay.
+//! Runs the official SDK drivers in tests/sdk (Python and Node) against a Relay: `openai` on the
+//! unified API (`chat`), `anthropic` on `/v1/messages` (`messages`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,20 +19,30 @@ pub fn sdk_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sdk")
 }
 
-/// Runs one job through the SDK in a blocking thread; returns what the driver printed.
+/// Runs one job through the `openai` SDK in a blocking thread; returns what the driver printed.
 pub async fn run(sdk: Sdk, job: Value) -> Value {
+    run_driver(sdk, "chat", "openai", job).await
+}
+
+/// Runs one `/v1/messages` job through the `anthropic` SDK (tests/sdk/messages.py, .mjs).
+pub async fn run_messages(sdk: Sdk, job: Value) -> Value {
+    run_driver(sdk, "messages", "@anthropic-ai/sdk", job).await
+}
+
+async fn run_driver(sdk: Sdk, driver: &'static str, node_package: &'static str, job: Value) -> Value {
     tokio::task::spawn_blocking(move || {
         let dir = sdk_dir();
         let mut cmd = match sdk {
             Sdk::Python => {
                 let mut c = Command::new("python3");
-                c.arg(dir.join("chat.py"));
+                c.arg(dir.join(format!("{driver}.py")));
                 c
             }
             Sdk::Node => {
-                assert!(dir.join("node_modules/openai").exists(), "run `npm ci` in tests/sdk (scripts/test does)");
+                let installed = dir.join("node_modules").join(node_package).exists();
+                assert!(installed, "run `npm ci` in tests/sdk (scripts/test does)");
                 let mut c = Command::new("node");
-                c.arg(dir.join("chat.mjs"));
+                c.arg(dir.join(format!("{driver}.mjs")));
                 c
             }
         };

@@ -107,7 +107,18 @@ pub async fn authenticate(
         (Ok(store), Ok(limiter)) => (store, limiter),
         (Err(e), _) | (_, Err(e)) => return Ok(req.into_response(actix_web::HttpResponse::from_error(e))),
     };
-    let auth = match check_api_key(&**store, req.headers().get(AUTHORIZATION)).await {
+    let headers = req.headers();
+    let checked = match (headers.get(AUTHORIZATION), headers.get(X_API_KEY)) {
+        (None, Some(key)) if X_API_KEY_ROUTES.contains(&req.path()) => {
+            let token = key.to_str().map_err(|_| invalid_key()).map(str::trim);
+            match token {
+                Ok(token) => check_token(&**store, token).await,
+                Err(e) => Err(e),
+            }
+        }
+        (header, _) => check_api_key(&**store, header).await,
+    };
+    let auth = match checked {
         Ok(auth) => auth,
         Err(e) => return Ok(req.into_response(actix_web::HttpResponse::from_error(e))),
     };
@@ -166,6 +177,11 @@ fn with_limit_headers(mut res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxB
     res
 }
 
+/// The Anthropic SDKs send their key as `x-api-key`: the Messages API takes the Relay key there
+/// too (a Bearer token wins when both are sent).
+const X_API_KEY: &str = "x-api-key";
+const X_API_KEY_ROUTES: &[&str] = &["/v1/messages"];
+
 async fn check_api_key(
     store: &dyn Store,
     header: Option<&actix_web::http::header::HeaderValue>,
@@ -182,6 +198,10 @@ async fn check_api_key(
             ApiError::unauthenticated("relay_key_invalid", "The Authorization header must be 'Bearer rly-...'.")
         })?
         .trim();
+    check_token(store, token).await
+}
+
+async fn check_token(store: &dyn Store, token: &str) -> Result<TenantAuth, ApiError> {
     if token.is_empty() {
         return Err(missing_key());
     }

@@ -2,10 +2,12 @@
 //! request resolved to a provider by its model, spoken in that provider's dialect.
 //!
 //! `chat` and `embeddings` go to one provider through `upstream`; `models` asks every provider
-//! the end user connected; `stream` relays a chat stream event by event.
+//! the end user connected; `stream` relays a chat stream event by event. `messages` serves
+//! Anthropic's Messages API the same way, composed with the chat dialects.
 
 mod chat;
 mod embeddings;
+mod messages;
 mod models;
 mod stream;
 
@@ -13,6 +15,7 @@ use serde_json::Value;
 
 pub use chat::chat;
 pub use embeddings::embeddings;
+pub use messages::messages;
 pub use models::models;
 
 use crate::error::ApiError;

@@ -21,6 +21,14 @@ use crate::upstream::{Masker, Next, UsageRecorder, Watched, TICK};
 /// second.
 const HEARTBEAT: Duration = TICK;
 
+/// How the client's stream writes errors and its end: OpenAI's `data: {"error": …}` and
+/// `data: [DONE]`, or Anthropic's `event: error` (the translator writes `message_stop` itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    OpenAi,
+    Anthropic,
+}
+
 /// The state of one stream from upstream to client.
 pub struct Flow {
     upstream: Watched,
@@ -33,6 +41,7 @@ pub struct Flow {
     mask: Masker,
     idle: Duration,
     last_sent: Instant,
+    framing: Framing,
     _open: StreamGauge,
 }
 
@@ -57,8 +66,14 @@ impl Flow {
             mask,
             idle,
             last_sent: Instant::now(),
+            framing: Framing::OpenAi,
             _open: StreamGauge::open(&metrics.active_streams),
         }
+    }
+
+    pub fn framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
     }
 
     pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
@@ -138,12 +153,14 @@ impl Flow {
                 }
                 StreamItem::Error(mut v) => {
                     self.mask.error_value(&mut v);
-                    self.pending.push_back(sse_data(&v));
+                    self.pending.push_back(self.error_frame(&v));
                     self.done = true;
                     return;
                 }
                 StreamItem::Done => {
-                    self.pending.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+                    if self.framing == Framing::OpenAi {
+                        self.pending.push_back(Bytes::from_static(b"data: [DONE]\n\n"));
+                    }
                     self.done = true;
                     return;
                 }
@@ -153,8 +170,19 @@ impl Flow {
 
     fn fail(&mut self, message: String, code: &str) {
         let error = serde_json::json!({ "error": { "message": message, "type": "upstream_error", "param": null, "code": code } });
-        self.pending.push_back(sse_data(&error));
+        let error = match self.framing {
+            Framing::OpenAi => error,
+            Framing::Anthropic => crate::providers::messages::anthropic_error(&error, None).unwrap_or(error),
+        };
+        self.pending.push_back(self.error_frame(&error));
         self.done = true;
+    }
+
+    fn error_frame(&self, v: &Value) -> Bytes {
+        match self.framing {
+            Framing::OpenAi => sse_data(v),
+            Framing::Anthropic => Bytes::from(format!("event: error\ndata: {v}\n\n")),
+        }
     }
 }
 

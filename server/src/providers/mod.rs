@@ -8,6 +8,7 @@ pub mod anthropic;
 mod dialect;
 pub mod google;
 mod groq;
+pub mod messages;
 mod mistral;
 mod openai;
 mod openai_compatible;

@@ -6,6 +6,7 @@ pub(crate) mod budgets;
 pub(crate) mod byok;
 pub(crate) mod connect;
 pub(crate) mod health;
+pub(crate) mod messages;
 pub(crate) mod registration_tokens;
 pub(crate) mod relay;
 pub(crate) mod session_tokens;
@@ -76,6 +77,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/v1/embeddings")
                 .app_data(web::PayloadConfig::new(MAX_UNIFIED_BODY))
                 .route(web::post().to(unified::embeddings)),
+        )
+        .service(
+            resource("/v1/messages")
+                .app_data(web::PayloadConfig::new(MAX_UNIFIED_BODY))
+                .route(web::post().to(messages::messages)),
         )
         .service(resource("/v1/models").route(web::get().to(unified::models)))
         .service(resource("/v1/usage").route(web::get().to(usage::usage)))

@@ -1,0 +1,140 @@
+//! `POST /v1/messages` (Anthropic's Messages API): the body checked and the model routed; sent to
+//! Anthropic as it is, or to any other provider through its chat dialect, and answered in kind.
+
+use actix_web::HttpResponse;
+use chrono::Utc;
+use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::stream::{Flow, Framing};
+use super::{parse_body, route, translate_error, unreadable};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::providers::messages::{self, MessagesContext, MessagesStream, Passthrough};
+use crate::providers::unified::ChatContext;
+use crate::providers::ResponseError;
+use crate::upstream::{Sent, Upstream};
+
+const ENDPOINT: &str = "/v1/messages";
+
+/// `beta` is the client's `anthropic-beta` header, passed on to Anthropic.
+pub async fn messages(
+    upstream: &Upstream,
+    caller: Caller,
+    raw: &[u8],
+    beta: Option<HeaderValue>,
+) -> Result<HttpResponse, ApiError> {
+    let (mut body, model) = parse_body(raw)?;
+    if !matches!(body.get("messages"), Some(Value::Array(m)) if !m.is_empty()) {
+        return Err(
+            ApiError::invalid_request("invalid_messages", "`messages` must be a non-empty array.").param("messages")
+        );
+    }
+    let stream = match body.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::invalid_request("invalid_stream", "`stream` must be a boolean.").param("stream"))
+        }
+    };
+    let route = route(&model)?;
+    caller.check_model(&[&model, &route.upstream_model])?;
+    let provider = route.provider;
+    let dialect = provider.def().dialect;
+    let usage = Some((model.as_str(), ENDPOINT.to_owned()));
+
+    if messages::native(provider) {
+        if route.upstream_model != model {
+            body["model"] = Value::String(route.upstream_model.clone());
+        }
+        let upload = if route.upstream_model == model {
+            raw.to_vec()
+        } else {
+            serde_json::to_vec(&body).map_err(ApiError::internal)?
+        };
+        let mut call = upstream.open(&caller, provider, ENDPOINT, None, usage).await?;
+        call.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(beta) = beta {
+            call.header(HeaderName::from_static("anthropic-beta"), beta);
+        }
+        let sent = call.send(reqwest::Method::POST, Some(upload.into()), "messages").await?;
+        if !sent.is_success() {
+            return Ok(sent.raw_error_answer().await);
+        }
+        if !stream {
+            let mut out = sent.answer();
+            let (bytes, mut recorder, waited) = sent.body().await?;
+            let parsed: Value = serde_json::from_slice(&bytes).map_err(|_| {
+                recorder.status(502);
+                unreadable(provider, ResponseError::NotJson)
+            })?;
+            recorder.usage(crate::providers::anthropic::chat_usage(&parsed));
+            observe(upstream, "messages", recorder.started().elapsed().saturating_sub(waited));
+            recorder.store_before_answer().await;
+            return Ok(out.body(bytes));
+        }
+        return Ok(streamed(upstream, sent, Box::new(Passthrough::new(&model))));
+    }
+
+    let chat = messages::chat_request(&body, provider).map_err(translate_error)?;
+    let ctx = ChatContext {
+        id: format!("chatcmpl-{}", Uuid::new_v4().simple()),
+        model: model.clone(),
+        created: Utc::now().timestamp(),
+        include_usage: false,
+    };
+    let mctx = MessagesContext { id: format!("msg_{}", Uuid::new_v4().simple()), model: model.clone() };
+    let prepared = dialect
+        .chat_request(chat, &route.upstream_model, &ctx, stream)
+        .map_err(|e| translate_error(messages::rename_param(e)))?;
+    let upload = serde_json::to_vec(&prepared.body).map_err(ApiError::internal)?;
+    let mut call = upstream.open(&caller, provider, &prepared.path, None, usage).await?;
+    call.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let sent = call.send(reqwest::Method::POST, Some(upload.into()), "messages").await?;
+    if !sent.is_success() {
+        // In OpenAI's shape here; the messages route answers every error in Anthropic's.
+        return Ok(sent.error_answer(dialect).await);
+    }
+    if !stream {
+        let mut out = sent.answer();
+        let (bytes, mut recorder, waited) = sent.body().await?;
+        let mut fail = |e| {
+            recorder.status(502);
+            unreadable(provider, e)
+        };
+        let (chat, usage) = dialect.chat_response(bytes, &ctx).map_err(&mut fail)?;
+        let chat: Value = serde_json::from_slice(&chat).map_err(|_| fail(ResponseError::NotJson))?;
+        let answer =
+            messages::message_from_chat(&chat, usage, &mctx).map_err(|e| fail(ResponseError::Unreadable(e.message)))?;
+        recorder.usage(usage);
+        observe(upstream, "messages", recorder.started().elapsed().saturating_sub(waited));
+        recorder.store_before_answer().await;
+        return Ok(out.content_type("application/json").body(answer.to_string()));
+    }
+    let translator = MessagesStream::new(dialect.chat_stream(ctx), mctx);
+    Ok(streamed(upstream, sent, Box::new(translator)))
+}
+
+fn observe(upstream: &Upstream, label: &str, overhead: std::time::Duration) {
+    upstream.metrics().relay_overhead.with_label_values(&[label]).observe(overhead.as_secs_f64());
+}
+
+/// The answer as Anthropic's event stream.
+fn streamed(
+    upstream: &Upstream,
+    sent: Sent,
+    translator: Box<dyn crate::providers::unified::StreamTranslator>,
+) -> HttpResponse {
+    let mut out = sent.answer();
+    let (provider, ttfb) = (sent.provider, sent.ttfb);
+    let (watched, recorder, mask) = sent.watch();
+    observe(upstream, "messages_stream", recorder.started().elapsed().saturating_sub(ttfb));
+    let idle = upstream.timeouts().idle;
+    let flow =
+        Flow::new(watched, translator, provider, recorder, mask, upstream.metrics(), idle).framing(Framing::Anthropic);
+    out.content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(flow.into_stream())
+}
