@@ -46,8 +46,8 @@ async fn relay_for(user: &str) -> (TestApp, String, Value) {
     (app, provider_key, job)
 }
 
-fn run(cmd: Command, job: Value, what: &'static str) -> impl std::future::Future<Output = Value> {
-    async move { tokio::task::spawn_blocking(move || drive(cmd, &job, what)).await.expect("join") }
+async fn run(cmd: Command, job: Value, what: &'static str) -> Value {
+    tokio::task::spawn_blocking(move || drive(cmd, &job, what)).await.expect("join")
 }
 
 fn assert_relay_error(e: &Value, status: u16, code: &str, what: &str) {
@@ -211,10 +211,5 @@ fn the_js_sdks_types_match_the_openapi_document() {
     let js = repo().join("sdk/js");
     node_modules(&js);
     let out = Command::new("node").args(["scripts/generate.mjs", "--check"]).current_dir(&js).output().expect("node");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
