@@ -232,6 +232,13 @@ pub struct ServeArgs {
     /// 5,300,1800,7200,18000,36000,36000: over 24 h); after the last the delivery is failed.
     #[arg(long, env = "RELAY_WEBHOOK_RETRY_SCHEDULE")]
     pub webhook_retry_schedule: Option<String>,
+    /// Days raw usage events are kept (0: forever). Older days are still reported, from the
+    /// daily roll-ups.
+    #[arg(long, env = "RELAY_USAGE_RETENTION_DAYS", default_value_t = crate::retention::DEFAULT_USAGE_RETENTION_DAYS)]
+    pub usage_retention_days: u32,
+    /// Days the daily usage roll-ups are kept (0: forever); at least RELAY_USAGE_RETENTION_DAYS.
+    #[arg(long, env = "RELAY_USAGE_ROLLUP_RETENTION_DAYS", default_value_t = 0)]
+    pub usage_rollup_retention_days: u32,
     /// Log format on stderr.
     #[arg(long, env = "RELAY_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: crate::telemetry::LogFormat,
@@ -276,6 +283,8 @@ pub struct Config {
     pub prices: std::sync::Arc<crate::pricing::Prices>,
     /// Delays between webhook attempts (`RELAY_WEBHOOK_RETRY_SCHEDULE`).
     pub webhook_retry_schedule: Vec<Duration>,
+    /// How long usage events and their roll-ups are kept.
+    pub retention: crate::retention::Retention,
 }
 
 impl Config {
@@ -324,6 +333,8 @@ impl Config {
                     .map_err(|e| anyhow::anyhow!("{}: {e}", crate::webhooks::ENV_RETRY_SCHEDULE))?,
                 None => crate::webhooks::DEFAULT_RETRY_SCHEDULE.to_vec(),
             },
+            retention: crate::retention::Retention::new(args.usage_retention_days, args.usage_rollup_retention_days)
+                .map_err(anyhow::Error::msg)?,
         })
     }
 }

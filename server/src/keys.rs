@@ -109,6 +109,15 @@ impl KeyService {
         }
     }
 
+    /// Reports the size of the recently-used map to `relay_memory_map_entries{map="recently_touched"}`.
+    pub fn with_metrics(mut self, metrics: &crate::metrics::Metrics) -> Self {
+        let mut touched =
+            crate::store::cached::TtlMap::new(std::time::Duration::from_secs(TOUCH_EVERY_SECS.unsigned_abs()));
+        touched.set_gauge(metrics.map_entries.with_label_values(&["recently_touched"]));
+        self.recently_touched = std::sync::Arc::new(touched);
+        self
+    }
+
     pub fn vault(&self) -> &Vault {
         &self.vault
     }

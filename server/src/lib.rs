@@ -21,6 +21,8 @@
 //!   `ratelimit`, `browser` (CORS, client addresses), `audit`, `usage_log`, `metrics`, `ssrf`,
 //!   `sse`, `config`, `cli`, `hardening` (core dumps off), `client_limits` (body deadline,
 //!   connection cap).
+//! - `retention` prunes expired usage events, daily usage roll-ups and spend counters in small
+//!   batches; `store::usage` holds the roll-ups `routes::usage` reads for whole days.
 //! - `webhooks` owns signed webhooks: endpoints, `Webhooks::emit` (called after an action, like
 //!   `audit::record`), the durable outbox's delivery worker, and signing.
 //!
@@ -45,6 +47,7 @@ pub mod passthrough;
 pub mod pricing;
 pub mod providers;
 pub mod ratelimit;
+pub mod retention;
 pub mod routes;
 pub mod sse;
 pub mod ssrf;

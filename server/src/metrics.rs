@@ -2,7 +2,8 @@
 //! words only: never a key, token, tenant name or end-user label.
 
 use prometheus::{
-    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Latency buckets in seconds, from 100 µs (Relay's own overhead) to 10 min (long answers).
@@ -35,6 +36,10 @@ pub struct Metrics {
     pub webhook_deliveries: IntCounterVec,
     pub webhook_outbox_pending: IntGauge,
     pub webhook_emit_failures: IntCounter,
+    /// Expired rows deleted by retention, by table.
+    pub usage_pruned_rows: IntCounterVec,
+    /// Entries in this node's in-memory maps that grow with traffic, by map.
+    pub map_entries: IntGaugeVec,
 }
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<HistogramVec> {
@@ -143,6 +148,20 @@ impl Metrics {
                 "webhook_emit_failures_total",
                 "Webhook events that could not be written to the outbox (see the error log)",
             )?,
+            usage_pruned_rows: IntCounterVec::new(
+                Opts::new(
+                    "usage_pruned_rows_total",
+                    "Expired rows deleted by retention, by table (usage_events, usage_daily, spend)",
+                ),
+                &["table"],
+            )?,
+            map_entries: IntGaugeVec::new(
+                Opts::new(
+                    "memory_map_entries",
+                    "Entries in this node's bounded in-memory maps (caches, rate-limit state), by map",
+                ),
+                &["map"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.http_requests.clone()))?;
@@ -165,6 +184,8 @@ impl Metrics {
         m.registry.register(Box::new(m.webhook_deliveries.clone()))?;
         m.registry.register(Box::new(m.webhook_outbox_pending.clone()))?;
         m.registry.register(Box::new(m.webhook_emit_failures.clone()))?;
+        m.registry.register(Box::new(m.usage_pruned_rows.clone()))?;
+        m.registry.register(Box::new(m.map_entries.clone()))?;
         Ok(m)
     }
 

@@ -176,26 +176,26 @@ fn gcra(tat: Option<u64>, now: u64, rate: Rate) -> (bool, u32, Duration, Duratio
     (true, remaining, Duration::from_micros(new_tat - now), Duration::ZERO, Some(new_tat))
 }
 
-/// Past this many tracked clients, forget those whose limit has fully recovered.
-const MEMORY_MAX_KEYS: usize = 100_000;
+/// The most clients the in-memory limiter tracks. Past it, those whose limit has fully recovered
+/// are forgotten (nothing is lost), then, if still full, those nearest recovery: forgetting a
+/// client grants it the cells it had not yet earned back, and theirs are the fewest.
+pub const MEMORY_MAX_KEYS: usize = 100_000;
 
 /// Per-process limiter state.
 struct Memory {
     epoch: Instant,
-    cells: Mutex<MemoryCells>,
-}
-
-struct MemoryCells {
-    tats: HashMap<[u8; 32], u64>,
-    prune_at: usize,
+    max: usize,
+    gauge: prometheus::IntGauge,
+    cells: Mutex<HashMap<[u8; 32], u64>>,
 }
 
 impl Memory {
-    fn new() -> Self {
-        Self {
-            epoch: Instant::now(),
-            cells: Mutex::new(MemoryCells { tats: HashMap::new(), prune_at: MEMORY_MAX_KEYS }),
-        }
+    fn new(max: usize, gauge: prometheus::IntGauge) -> Self {
+        Self { epoch: Instant::now(), max: max.max(1), gauge, cells: Mutex::new(HashMap::new()) }
+    }
+
+    fn len(&self) -> usize {
+        self.cells.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
     }
 
     fn now(&self) -> u64 {
@@ -205,14 +205,23 @@ impl Memory {
 
     fn check(&self, key: &[u8; 32], rate: Rate) -> (bool, u32, Duration, Duration) {
         let now = self.now();
-        let mut cells = self.cells.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (allowed, remaining, reset, retry, store) = gcra(cells.tats.get(key).copied(), now, rate);
+        let mut tats = self.cells.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (allowed, remaining, reset, retry, store) = gcra(tats.get(key).copied(), now, rate);
         if let Some(tat) = store {
-            cells.tats.insert(*key, tat);
-            if cells.tats.len() >= cells.prune_at {
-                cells.tats.retain(|_, tat| *tat > now);
-                cells.prune_at = (cells.tats.len() * 2).max(MEMORY_MAX_KEYS);
+            if tats.len() >= self.max && !tats.contains_key(key) {
+                tats.retain(|_, tat| *tat > now);
+                // All still limited: a quarter goes at once, so this scan is rare.
+                if tats.len() >= self.max {
+                    let keep = self.max - self.max.div_ceil(4);
+                    let mut all: Vec<u64> = tats.values().copied().collect();
+                    let cut = all.len() - keep - 1;
+                    let (_, last_gone, _) = all.select_nth_unstable(cut);
+                    let last_gone = *last_gone;
+                    tats.retain(|_, tat| *tat > last_gone);
+                }
             }
+            tats.insert(*key, tat);
+            self.gauge.set(i64::try_from(tats.len()).unwrap_or(i64::MAX));
         }
         (allowed, remaining, reset, retry)
     }
@@ -306,7 +315,19 @@ pub fn redacted_url(raw: &str) -> String {
 impl RateLimiter {
     /// In-memory limits for this process only.
     pub fn in_memory(defaults: Limits, metrics: Arc<Metrics>) -> Self {
-        Self { defaults, memory: Memory::new(), redis: None, metrics }
+        let gauge = metrics.map_entries.with_label_values(&["rate_limit"]);
+        Self { defaults, memory: Memory::new(MEMORY_MAX_KEYS, gauge), redis: None, metrics }
+    }
+
+    /// Tracks at most `max_keys` clients in memory (default `MEMORY_MAX_KEYS`).
+    pub fn with_memory_bound(mut self, max_keys: usize) -> Self {
+        self.memory = Memory::new(max_keys, self.memory.gauge.clone());
+        self
+    }
+
+    /// Clients the in-memory limiter tracks now.
+    pub fn memory_len(&self) -> usize {
+        self.memory.len()
     }
 
     /// Limits shared by every node on the same Redis. Fails when Redis does not answer now,
@@ -331,7 +352,8 @@ impl RateLimiter {
         })?;
         let redis =
             Redis { conn, script, prefix: prefix.to_owned(), last_warning: AtomicU64::new(0), started: Instant::now() };
-        Ok(Self { defaults, memory: Memory::new(), redis: Some(redis), metrics })
+        let gauge = metrics.map_entries.with_label_values(&["rate_limit"]);
+        Ok(Self { defaults, memory: Memory::new(MEMORY_MAX_KEYS, gauge), redis: Some(redis), metrics })
     }
 
     pub fn shared(&self) -> bool {
@@ -552,7 +574,7 @@ mod tests {
 
     #[test]
     fn memory_limiter_forgets_recovered_clients() {
-        let m = Memory::new();
+        let m = Memory::new(MEMORY_MAX_KEYS, prometheus::IntGauge::new("g", "g").expect("gauge"));
         let rate = r("2/s");
         assert!(m.check(&[1; 32], rate).0);
         assert!(m.check(&[1; 32], rate).0);

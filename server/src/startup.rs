@@ -84,6 +84,8 @@ pub struct Application {
     usage: UsageLog,
     /// The webhook delivery worker, stopped when the server is.
     webhook_worker: tokio::task::JoinHandle<()>,
+    /// The usage retention task, stopped when the server is.
+    retention: tokio::task::JoinHandle<()>,
     port: u16,
     metrics_port: Option<u16>,
     server: Server,
@@ -104,7 +106,7 @@ impl Application {
         let store: DynStore = if config.cache_ttl.is_zero() {
             store
         } else {
-            let cached = Arc::new(store::cached::CachedStore::new(store, config.cache_ttl));
+            let cached = Arc::new(store::cached::CachedStore::new(store, config.cache_ttl).with_metrics(&metrics));
             cached.clone().follow(metrics.clone());
             cached
         };
@@ -112,7 +114,8 @@ impl Application {
         let webhook_policy = config.upstream_policy.clone();
         let timeouts = config.upstream_timeouts;
         let upstreams = Upstreams::new(&config.upstreams, &timeouts)?.with_policy(config.upstream_policy)?;
-        let keys = KeyService::new(store.clone(), vault, upstreams.clone(), config.verify_provider_keys);
+        let keys = KeyService::new(store.clone(), vault, upstreams.clone(), config.verify_provider_keys)
+            .with_metrics(&metrics);
         let sessions = SessionService::load(store.clone(), keys.vault()).await?;
         let browser = BrowserAccess::new(store.clone(), &config.browser, config.public_url.as_deref());
         let limiter = match &config.redis {
@@ -133,6 +136,7 @@ impl Application {
             config.public_url.clone(),
         )?;
         let webhook_worker = webhooks.start();
+        let retention = crate::retention::start(store.clone(), metrics.clone(), config.retention);
         let budgets = Budgets::new(store.clone(), metrics.clone(), webhooks.clone());
         let usage = UsageLog::start(store.clone(), budgets.clone(), metrics.clone());
         let upstream = Upstream::new(
@@ -213,7 +217,7 @@ impl Application {
             Some((s, p)) => (Some(s), p),
             None => (None, None),
         };
-        Ok(Self { usage, webhook_worker, port, metrics_port, server: server.run(), metrics_server })
+        Ok(Self { usage, webhook_worker, retention, port, metrics_port, server: server.run(), metrics_server })
     }
 
     pub fn port(&self) -> u16 {
@@ -241,6 +245,7 @@ impl Application {
         };
         // An attempt cut short here is claimed again when its lease ends (at least once).
         self.webhook_worker.abort();
+        self.retention.abort();
         // The last calls' usage events, before the process exits.
         if let Err(e) = self.usage.flush().await {
             tracing::error!(error = ?e, "usage events not written at shutdown: the database does not answer");

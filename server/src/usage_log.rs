@@ -30,6 +30,8 @@ struct Inner {
     store: DynStore,
     budgets: Budgets,
     metrics: Arc<Metrics>,
+    /// `relay_memory_map_entries{map="usage_pending"}`: events not yet written.
+    pending_gauge: prometheus::IntGauge,
     /// Set when the database did not answer: no write is tried before this time.
     retry_at: Mutex<Option<std::time::Instant>>,
 }
@@ -48,6 +50,7 @@ impl UsageLog {
             writing: tokio::sync::Mutex::new(()),
             store,
             budgets,
+            pending_gauge: metrics.map_entries.with_label_values(&["usage_pending"]),
             metrics,
             retry_at: Mutex::new(None),
         });
@@ -57,7 +60,9 @@ impl UsageLog {
 
     /// Queues one event; never waits.
     pub fn record(&self, event: UsageEvent) {
-        self.inner.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(event);
+        let mut pending = self.inner.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        pending.push(event);
+        self.inner.pending_gauge.set(i64::try_from(pending.len()).unwrap_or(i64::MAX));
     }
 
     /// Queues one event and has it stored now, in the background (a budget applies to it).
@@ -96,6 +101,7 @@ fn due(inner: &Inner) -> Result<Vec<UsageEvent>, StoreError> {
         return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
     }
     *retry_at = None;
+    inner.pending_gauge.set(0);
     Ok(std::mem::take(&mut *pending))
 }
 
@@ -161,6 +167,7 @@ fn keep(inner: &Inner, mut retry: Vec<UsageEvent>) {
         tracing::error!(dropped = over, "usage events dropped: the database has been away too long");
     }
     *pending = retry;
+    inner.pending_gauge.set(i64::try_from(pending.len()).unwrap_or(i64::MAX));
 }
 
 async fn writer(inner: Weak<Inner>) {

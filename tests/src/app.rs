@@ -121,6 +121,7 @@ pub async fn spawn_app_with(backend: Backend, options: SpawnOptions) -> TestApp 
         upstreams,
         prices: std::sync::Arc::new(options.prices),
         webhook_retry_schedule: options.webhook_retry_schedule,
+        retention: relay::retention::Retention::default(),
     };
     let app = Application::build_with_store(config, store.clone()).await.expect("build app");
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -93,6 +93,20 @@ impl ServerProcess {
         format!("{}{path}", self.address)
     }
 
+    /// A registration token for `label`, created with the tenant's `rly` key.
+    pub async fn registration_token(&self, client: &reqwest::Client, rly: &str, label: &str) -> String {
+        let res = client
+            .post(self.url("/v1/registration-tokens"))
+            .bearer_auth(rly)
+            .json(&serde_json::json!({ "endUserLabel": label }))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), 201, "registration token for {label}");
+        let body: serde_json::Value = res.json().await.expect("json");
+        body["registrationToken"].as_str().expect("registrationToken").to_owned()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

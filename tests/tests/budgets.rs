@@ -385,20 +385,11 @@ async fn two_nodes_hold_one_budget() {
     let b = ServerProcess::start(&env, None);
     let client = reqwest::Client::new();
 
-    let token: Value = client
-        .post(a.url("/v1/registration-tokens"))
-        .bearer_auth(&rly)
-        .json(&json!({"endUserLabel": "ann"}))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let token = a.registration_token(&client, &rly, "ann").await;
     let key = relay_tests::fake_keys::for_provider("openai");
     let res = client
         .post(a.url("/v1/connect"))
-        .json(&json!({"registrationToken": token["registrationToken"], "provider": "openai", "apiKey": key}))
+        .json(&json!({"registrationToken": token, "provider": "openai", "apiKey": key}))
         .send()
         .await
         .expect("send");

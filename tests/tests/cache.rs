@@ -169,18 +169,9 @@ async fn changes_on_one_node_count_on_the_other_within_a_second() {
     let (a, b) = (ServerProcess::start(&env, None), ServerProcess::start(&env, None));
     let client = reqwest::Client::new();
     for label in ["ann", "bob"] {
-        let token: serde_json::Value = client
-            .post(b.url("/v1/registration-tokens"))
-            .bearer_auth(&rly)
-            .json(&json!({"endUserLabel": label}))
-            .send()
-            .await
-            .expect("send")
-            .json()
-            .await
-            .expect("json");
+        let token = b.registration_token(&client, &rly, label).await;
         let key = relay_tests::fake_keys::for_provider("openai");
-        let body = json!({"registrationToken": token["registrationToken"], "provider": "openai", "apiKey": key});
+        let body = json!({"registrationToken": token, "provider": "openai", "apiKey": key});
         let res = client.post(b.url("/v1/connect")).json(&body).send().await.expect("send");
         assert_eq!(res.status(), 200);
     }

@@ -47,20 +47,10 @@ impl Setup {
     /// Connects a new key for `label` through the registration-token flow: the answer, and the
     /// `authorization` the provider will see for it.
     async fn connect(&self, node: &ServerProcess, rly: &str, label: &str) -> (reqwest::Response, String) {
-        let token: Value = self
-            .client
-            .post(node.url("/v1/registration-tokens"))
-            .bearer_auth(rly)
-            .json(&json!({"endUserLabel": label}))
-            .send()
-            .await
-            .expect("send")
-            .json()
-            .await
-            .expect("json");
+        let token = node.registration_token(&self.client, rly, label).await;
         let key = relay_tests::fake_keys::for_provider("openai");
         self.mock.accept(&key);
-        let body = json!({"registrationToken": token["registrationToken"], "provider": "openai", "apiKey": key});
+        let body = json!({"registrationToken": token, "provider": "openai", "apiKey": key});
         (self.client.post(node.url("/v1/connect")).json(&body).send().await.expect("send"), format!("Bearer {key}"))
     }
 

@@ -128,16 +128,7 @@ async fn sigterm_lets_an_open_stream_finish_then_exits_zero() {
     let res = client.get(server.url("/metrics")).send().await.expect("send");
     assert_eq!(res.status(), 404);
 
-    let token: Value = client
-        .post(server.url("/v1/registration-tokens"))
-        .bearer_auth(&rly)
-        .json(&json!({"endUserLabel": "u"}))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let token = server.registration_token(&client, &rly, "u").await;
     let key = fake_keys::for_provider("openai");
     mock.accept(&key);
     // The key is checked (a provider call) on another connection than the stream's, so likely
@@ -145,7 +136,7 @@ async fn sigterm_lets_an_open_stream_finish_then_exits_zero() {
     // connection with it.
     let res = reqwest::Client::new()
         .post(server.url("/v1/connect"))
-        .json(&json!({"registrationToken": token["registrationToken"], "provider": "openai", "apiKey": key}))
+        .json(&json!({"registrationToken": token, "provider": "openai", "apiKey": key}))
         .send()
         .await
         .expect("send");

@@ -8,15 +8,14 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use crate::auth::TenantAuth;
 use crate::domain::EndUserLabel;
 use crate::error::{ApiError, ErrorBody};
-use crate::store::{Store, UsageEvent};
+use crate::store::usage::whole_days;
+use crate::store::{Store, UsageKey, UsageRollup};
 use crate::usage_log::UsageLog;
-
-/// The most records one query aggregates; a longer range must be split.
-const MAX_EVENTS: u32 = 200_000;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -118,54 +117,53 @@ fn parse_time(raw: &str, param: &'static str) -> Result<DateTime<Utc>, ApiError>
         })
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    // Nearest rank.
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 #[derive(Default)]
 struct Bucket {
-    requests: u64,
-    errors: u64,
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    cost_nanos: i64,
-    unpriced_calls: u64,
-    latencies: Vec<u64>,
+    sums: UsageRollup,
+    latency: Option<(u64, u64)>,
 }
 
-fn summarise(key: &str, b: &mut Bucket) -> UsageBucket {
-    b.latencies.sort_unstable();
+fn summarise(key: &str, b: &Bucket) -> UsageBucket {
+    let (p50, p95) = b.latency.unwrap_or((0, 0));
     UsageBucket {
         key: key.to_owned(),
-        requests: b.requests,
-        errors: b.errors,
-        prompt_tokens: b.prompt_tokens,
-        completion_tokens: b.completion_tokens,
+        requests: b.sums.requests,
+        errors: b.sums.errors,
+        prompt_tokens: b.sums.prompt_tokens,
+        completion_tokens: b.sums.completion_tokens,
         // Summed as integers; one conversion, so totals equal the sum of their buckets.
-        cost_usd: b.cost_nanos as f64 / 1e9,
-        unpriced_calls: b.unpriced_calls,
-        latency_ms: LatencyMs { p50: percentile(&b.latencies, 0.50), p95: percentile(&b.latencies, 0.95) },
+        cost_usd: b.sums.cost_nanos as f64 / 1e9,
+        unpriced_calls: b.sums.unpriced_calls,
+        latency_ms: LatencyMs { p50, p95 },
     }
 }
 
-fn add(b: &mut Bucket, e: &UsageEvent) {
-    b.requests += 1;
-    if e.status == 0 || e.status >= 400 {
-        b.errors += 1;
+/// The sums of `[from, to)`: whole UTC days from the daily roll-ups, the part of a day at either
+/// end from the raw events (the roll-ups are kept in the transaction that stores the events, so
+/// both agree).
+async fn sums(
+    store: &dyn Store,
+    tenant_id: Uuid,
+    end_user_id: Option<Uuid>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<UsageRollup>, ApiError> {
+    let (whole_from, whole_to) = whole_days(from, to);
+    if whole_from > whole_to {
+        // Within one day.
+        return Ok(store.usage_rollups_from_events(tenant_id, end_user_id, from, to).await?);
     }
-    b.prompt_tokens += e.prompt_tokens.unwrap_or(0);
-    b.completion_tokens += e.completion_tokens.unwrap_or(0);
-    match e.cost_nanos {
-        Some(nanos) => b.cost_nanos = b.cost_nanos.saturating_add(nanos),
-        None if e.prompt_tokens.is_some() => b.unpriced_calls += 1,
-        None => {}
+    let mut rows = Vec::new();
+    if from < whole_from {
+        rows.extend(store.usage_rollups_from_events(tenant_id, end_user_id, from, whole_from).await?);
     }
-    b.latencies.push(e.latency_ms);
+    if whole_from < whole_to {
+        rows.extend(store.usage_rollups(tenant_id, end_user_id, whole_from, whole_to).await?);
+    }
+    if whole_to < to {
+        rows.extend(store.usage_rollups_from_events(tenant_id, end_user_id, whole_to, to).await?);
+    }
+    Ok(rows)
 }
 
 /// Usage
@@ -181,7 +179,7 @@ fn add(b: &mut Bucket, e: &UsageEvent) {
     params(UsageQuery),
     responses(
         (status = 200, description = "The usage report.", body = UsageReport),
-        (status = 400, description = "Invalid query: unknown parameter, time (`invalid_time`), groupBy (`invalid_group_by`), label, or a range with too many requests (`usage_range_too_large`).", body = ErrorBody),
+        (status = 400, description = "Invalid query: unknown parameter, time (`invalid_time`), groupBy (`invalid_group_by`) or label.", body = ErrorBody),
         (status = 401, description = "Missing, invalid or revoked Relay key.", body = ErrorBody),
         (status = 404, description = "No such end user (`enduser_not_found`).", body = ErrorBody),
     )
@@ -223,36 +221,49 @@ pub async fn usage(
     };
     // This node's calls so far are counted (other nodes' within a tenth of a second).
     usage_log.flush().await?;
-    let events = store.usage_events_between(auth.tenant_id, end_user_id, from, to, MAX_EVENTS + 1).await?;
-    if events.len() > MAX_EVENTS as usize {
-        return Err(ApiError::invalid_request(
-            "usage_range_too_large",
-            format!("More than {MAX_EVENTS} requests in this range; ask for a shorter one."),
-        ));
-    }
-    let labels: HashMap<uuid::Uuid, String> = match group {
-        GroupBy::EndUser => {
-            store.usage_end_user_labels(auth.tenant_id, end_user_id, from, to).await?.into_iter().collect()
-        }
+    let tenant_id = auth.tenant_id;
+    let rows = sums(store.get_ref(), tenant_id, end_user_id, from, to).await?;
+    let labels: HashMap<Uuid, String> = match group {
+        GroupBy::EndUser => store.usage_end_user_labels(tenant_id, end_user_id, from, to).await?.into_iter().collect(),
         _ => HashMap::new(),
+    };
+    let key_of = |r: &UsageRollup| -> Option<String> {
+        Some(match group {
+            GroupBy::Day => r.day.format("%Y-%m-%d").to_string(),
+            GroupBy::Model => r.model.clone(),
+            GroupBy::Provider => r.provider.clone(),
+            // A user erased after the rows were read has no label left: skipped.
+            GroupBy::EndUser => r.end_user_id.and_then(|id| labels.get(&id))?.clone(),
+        })
     };
     let mut total = Bucket::default();
     let mut groups: BTreeMap<String, Bucket> = BTreeMap::new();
-    for e in &events {
-        let key = match group {
-            GroupBy::Day => e.created_at.format("%Y-%m-%d").to_string(),
-            GroupBy::Model => e.model.clone(),
-            GroupBy::Provider => e.provider.clone(),
-            // An event whose user was erased after it was read has no label left: skipped.
-            GroupBy::EndUser => match e.end_user_id.and_then(|id| labels.get(&id)) {
-                Some(label) => label.clone(),
-                None => continue,
-            },
-        };
-        add(groups.entry(key).or_default(), e);
-        add(&mut total, e);
+    for r in &rows {
+        let Some(key) = key_of(r) else { continue };
+        groups.entry(key).or_default().sums.add(r);
+        total.sums.add(r);
     }
-    let data: Vec<_> = groups.iter_mut().map(|(k, b)| summarise(k, b)).collect();
+    // Percentiles cannot be summed: the database ranks the raw events (those still kept).
+    let latency_key = match group {
+        GroupBy::Day => UsageKey::Day,
+        GroupBy::Model => UsageKey::Model,
+        GroupBy::Provider => UsageKey::Provider,
+        GroupBy::EndUser => UsageKey::EndUser,
+    };
+    for p in store.usage_latency(tenant_id, end_user_id, from, to, latency_key).await? {
+        let key = match group {
+            GroupBy::EndUser => p.key.parse::<Uuid>().ok().and_then(|id| labels.get(&id).cloned()),
+            _ => Some(p.key),
+        };
+        if let Some(bucket) = key.and_then(|k| groups.get_mut(&k)) {
+            bucket.latency = Some((p.p50, p.p95));
+        }
+    }
+    let total_key = UsageKey::Total { end_users_only: group == GroupBy::EndUser };
+    if let Some(p) = store.usage_latency(tenant_id, end_user_id, from, to, total_key).await?.into_iter().next() {
+        total.latency = Some((p.p50, p.p95));
+    }
+    let data: Vec<_> = groups.iter().map(|(k, b)| summarise(k, b)).collect();
     let group_name = match group {
         GroupBy::Day => "day",
         GroupBy::Model => "model",
@@ -265,14 +276,24 @@ pub async fn usage(
         from,
         to,
         end_user_label: q.end_user_label,
-        total: summarise("total", &mut total),
+        total: summarise("total", &total),
         data,
     }))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use crate::store::usage::percentile_ranks;
+
+    /// The nearest-rank percentile as the report computed it in memory before the database
+    /// ranked the events.
+    fn percentile(sorted: &[u64], p: f64) -> u64 {
+        if sorted.is_empty() {
+            return 0;
+        }
+        let rank = (p * sorted.len() as f64).ceil() as usize;
+        sorted[rank.clamp(1, sorted.len()) - 1]
+    }
 
     #[test]
     fn nearest_rank_percentiles() {
@@ -282,5 +303,16 @@ mod tests {
         assert_eq!(percentile(&[7], 0.95), 7);
         assert_eq!(percentile(&[], 0.5), 0);
         assert_eq!(percentile(&[10, 20, 30, 40], 0.5), 20);
+    }
+
+    #[test]
+    fn the_databases_ranks_are_the_nearest_ranks() {
+        // Over 1..=n a value is its own rank.
+        let rank = |n: u64, p: f64| ((p * n as f64).ceil() as u64).clamp(1, n);
+        for n in 1..=1_000_000u64 {
+            assert_eq!(percentile_ranks(n), (rank(n, 0.5), rank(n, 0.95)), "n = {n}");
+        }
+        let v: Vec<u64> = (1..=977).collect();
+        assert_eq!(percentile_ranks(977), (percentile(&v, 0.5), percentile(&v, 0.95)));
     }
 }

@@ -18,18 +18,46 @@ use uuid::Uuid;
 use super::*;
 use crate::vault::{KekVersion, SealedKey};
 
-/// Past this many entries, expired ones are dropped; if all are fresh, the map starts over.
-const MAX_ENTRIES: usize = 100_000;
+/// The default bound of a `TtlMap`: past it, expired entries are dropped, then the oldest.
+pub const MAX_ENTRIES: usize = 100_000;
 
-/// A map whose entries expire `ttl` after they were read from the database.
+/// A map whose entries expire `ttl` after they were read from the database, and which never
+/// holds more than its bound (`len` is reported to `gauge`, when it has one).
 pub struct TtlMap<K, V> {
     ttl: Duration,
+    max: usize,
+    gauge: Option<prometheus::IntGauge>,
     entries: Mutex<HashMap<K, (Instant, V)>>,
 }
 
 impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: Mutex::new(HashMap::new()) }
+        Self::bounded(ttl, MAX_ENTRIES)
+    }
+
+    /// A map of at most `max` entries (at least 1).
+    pub fn bounded(ttl: Duration, max: usize) -> Self {
+        Self { ttl, max: max.max(1), gauge: None, entries: Mutex::new(HashMap::new()) }
+    }
+
+    /// Reports the map's size to `gauge` (`relay_memory_map_entries{map=…}`) from now on.
+    pub fn set_gauge(&mut self, gauge: prometheus::IntGauge) {
+        gauge.set(i64::try_from(self.len()).unwrap_or(i64::MAX));
+        self.gauge = Some(gauge);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn report(&self, len: usize) {
+        if let Some(gauge) = &self.gauge {
+            gauge.set(i64::try_from(len).unwrap_or(i64::MAX));
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (Instant, V)>> {
@@ -43,23 +71,35 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
 
     pub fn insert(&self, key: K, value: V) {
         let mut entries = self.lock();
-        if entries.len() >= MAX_ENTRIES {
+        if entries.len() >= self.max && !entries.contains_key(&key) {
             let ttl = self.ttl;
             entries.retain(|_, (at, _)| at.elapsed() < ttl);
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
+            // All fresh: the oldest quarter goes (at once, so this scan is rare).
+            if entries.len() >= self.max {
+                let keep = self.max - self.max.div_ceil(4);
+                let mut times: Vec<Instant> = entries.values().map(|(at, _)| *at).collect();
+                let cut = times.len() - keep - 1;
+                let (_, newest_gone, _) = times.select_nth_unstable(cut);
+                // Ties with the cut go too: fewer kept, never more than the bound.
+                let newest_gone = *newest_gone;
+                entries.retain(|_, (at, _)| *at > newest_gone);
             }
         }
         entries.insert(key, (Instant::now(), value));
+        self.report(entries.len());
     }
 
     pub fn remove(&self, key: &K) {
-        self.lock().remove(key);
+        let mut entries = self.lock();
+        entries.remove(key);
+        self.report(entries.len());
     }
 
     /// Drops every entry `drop` says so of.
     pub fn remove_where(&self, mut drop: impl FnMut(&K, &V) -> bool) {
-        self.lock().retain(|k, (_, v)| !drop(k, v));
+        let mut entries = self.lock();
+        entries.retain(|k, (_, v)| !drop(k, v));
+        self.report(entries.len());
     }
 
     /// Changes the entry under `key`, if there is one.
@@ -106,6 +146,18 @@ impl CachedStore {
 }
 
 impl CachedStore {
+    /// Reports the size of each map to `relay_memory_map_entries{map="cache_…"}`.
+    pub fn with_metrics(mut self, metrics: &crate::metrics::Metrics) -> Self {
+        let gauge = |name: &str| metrics.map_entries.with_label_values(&[name]);
+        self.api_keys.set_gauge(gauge("cache_api_keys"));
+        self.end_users.set_gauge(gauge("cache_end_users"));
+        self.provider_keys.set_gauge(gauge("cache_provider_keys"));
+        self.provider_key_slots.set_gauge(gauge("cache_provider_key_slots"));
+        self.settings.set_gauge(gauge("cache_tenant_settings"));
+        self.budgets.set_gauge(gauge("cache_budgets"));
+        self
+    }
+
     /// Drops what `change` (announced by any node, or the CLI) made stale; `None`: everything.
     pub fn forget(&self, change: Option<&Change>) {
         match change {
@@ -379,6 +431,49 @@ impl Store for CachedStore {
         to: DateTime<Utc>,
     ) -> Result<Vec<(Uuid, String)>> {
         self.inner.usage_end_user_labels(tenant_id, end_user_id, from, to).await
+    }
+
+    async fn usage_rollups(
+        &self,
+        tenant_id: Uuid,
+        end_user_id: Option<Uuid>,
+        from_day: DateTime<Utc>,
+        to_day: DateTime<Utc>,
+    ) -> Result<Vec<UsageRollup>> {
+        self.inner.usage_rollups(tenant_id, end_user_id, from_day, to_day).await
+    }
+
+    async fn usage_rollups_from_events(
+        &self,
+        tenant_id: Uuid,
+        end_user_id: Option<Uuid>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<UsageRollup>> {
+        self.inner.usage_rollups_from_events(tenant_id, end_user_id, from, to).await
+    }
+
+    async fn usage_latency(
+        &self,
+        tenant_id: Uuid,
+        end_user_id: Option<Uuid>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        key: UsageKey,
+    ) -> Result<Vec<LatencyPercentiles>> {
+        self.inner.usage_latency(tenant_id, end_user_id, from, to, key).await
+    }
+
+    async fn prune_usage_events(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        self.inner.prune_usage_events(before, limit).await
+    }
+
+    async fn prune_usage_rollups(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        self.inner.prune_usage_rollups(before, limit).await
+    }
+
+    async fn prune_spend(&self, days_before: DateTime<Utc>, months_before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        self.inner.prune_spend(days_before, months_before, limit).await
     }
 
     // Budgets are read on every call that can be charged, so they are cached like settings; a

@@ -28,6 +28,8 @@ pub trait Dialect: Database {
     const CLAIM_LOCK: Option<&'static str>;
     /// Announces a change to every node (`Change`, bound as text); `None`: one node, no need.
     const NOTIFY: Option<&'static str>;
+    /// `created_at`'s UTC day as `YYYY-MM-DD` text.
+    const DAY_TEXT: &'static str;
 
     /// Follows the announced changes (see `Store::follow_changes`).
     fn follow_changes(pool: &sqlx::Pool<Self>, seen: super::ChangeSink) -> impl Future<Output = Result<()>> + Send;
@@ -75,10 +77,12 @@ impl Dialect for Postgres {
         (6, "webhooks", include_str!("../../../migrations/postgres/0006_webhooks.sql")),
         (7, "key_health", include_str!("../../../migrations/postgres/0007_key_health.sql")),
         (8, "budgets", include_str!("../../../migrations/postgres/0008_budgets.sql")),
+        (9, "usage_retention", include_str!("../../../migrations/postgres/0009_usage_retention.sql")),
     ];
 
     const CLAIM_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7245001)");
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify('relay_cache', $1)");
+    const DAY_TEXT: &'static str = "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')";
 
     async fn follow_changes(pool: &sqlx::Pool<Postgres>, seen: super::ChangeSink) -> Result<()> {
         let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
@@ -147,10 +151,12 @@ impl Dialect for Sqlite {
         (6, "webhooks", include_str!("../../../migrations/sqlite/0006_webhooks.sql")),
         (7, "key_health", include_str!("../../../migrations/sqlite/0007_key_health.sql")),
         (8, "budgets", include_str!("../../../migrations/sqlite/0008_budgets.sql")),
+        (9, "usage_retention", include_str!("../../../migrations/sqlite/0009_usage_retention.sql")),
     ];
 
     const CLAIM_LOCK: Option<&'static str> = None;
     const NOTIFY: Option<&'static str> = None;
+    const DAY_TEXT: &'static str = "strftime('%Y-%m-%d', created_at / 1000, 'unixepoch')";
 
     async fn follow_changes(_pool: &sqlx::Pool<Sqlite>, _seen: super::ChangeSink) -> Result<()> {
         Ok(())

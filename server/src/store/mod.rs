@@ -7,8 +7,10 @@ mod postgres;
 mod rows;
 mod sql;
 mod sql_money;
+mod sql_usage;
 mod sql_webhooks;
 mod sqlite;
+pub mod usage;
 mod webhooks;
 
 use std::fmt;
@@ -27,6 +29,7 @@ use crate::vault::{KekVersion, SealedKey};
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use usage::{LatencyPercentiles, Pruned, UsageKey, UsageRollup};
 pub use webhooks::{AttemptResult, ClaimedDelivery, DeliveryStatus, NewWebhookEvent, WebhookDelivery, WebhookEndpoint};
 
 #[derive(Debug, thiserror::Error)]
@@ -560,8 +563,9 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_spend_alert(&self, tenant_id: Uuid, key: &SpendKey, alert: SpendAlert) -> Result<bool>;
 
     // --- Cost (issue #12): what usage records cost, grouped by end user ---
-    /// The labels of the end users with usage events in the range `usage_events_between` reads
-    /// (same arguments), as (id, label): erased users are gone, with their events.
+    /// The labels of the end users with usage in the range (whole days read from the daily
+    /// roll-ups, so days whose events were pruned count too), as (id, label): erased users are
+    /// gone, with their usage.
     async fn usage_end_user_labels(
         &self,
         tenant_id: Uuid,
@@ -569,6 +573,45 @@ pub trait Store: Send + Sync + 'static {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<(Uuid, String)>>;
+
+    // --- Usage roll-ups and retention (issue #18; queries in sql_usage.rs) ---
+    /// The daily roll-ups (`usage_daily`, kept with the events they sum) of the whole UTC days
+    /// `from_day <= day < to_day`, optionally for one end user, in no particular order.
+    async fn usage_rollups(
+        &self,
+        tenant_id: Uuid,
+        end_user_id: Option<Uuid>,
+        from_day: DateTime<Utc>,
+        to_day: DateTime<Utc>,
+    ) -> Result<Vec<UsageRollup>>;
+    /// The same sums, from the raw events with `from <= created_at < to`: a range within one
+    /// UTC day (the rows' `day` is the day `from` is in).
+    async fn usage_rollups_from_events(
+        &self,
+        tenant_id: Uuid,
+        end_user_id: Option<Uuid>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<UsageRollup>>;
+    /// Nearest-rank p50 and p95 of `latency_ms` of the raw events in the range (as
+    /// `usage_events_between` reads it), per `key`, ranked by the database; groups without events
+    /// are absent.
+    async fn usage_latency(
+        &self,
+        tenant_id: Uuid,
+        end_user_id: Option<Uuid>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        key: UsageKey,
+    ) -> Result<Vec<LatencyPercentiles>>;
+    /// Deletes up to `limit` usage events created before `before` (one statement); returns how
+    /// many. Several nodes may run it at once.
+    async fn prune_usage_events(&self, before: DateTime<Utc>, limit: u32) -> Result<u64>;
+    /// Deletes up to `limit` roll-up rows of days before `before`.
+    async fn prune_usage_rollups(&self, before: DateTime<Utc>, limit: u32) -> Result<u64>;
+    /// Deletes up to `limit` spend counters of days that began before `days_before` and of
+    /// months that began before `months_before`.
+    async fn prune_spend(&self, days_before: DateTime<Utc>, months_before: DateTime<Utc>, limit: u32) -> Result<u64>;
 
     /// Hands every change any node (or the CLI) announces to `seen`, until the channel fails
     /// (an error: the caller retries). Returns `Ok` at once where there is no channel (SQLite:

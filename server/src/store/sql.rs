@@ -619,6 +619,49 @@ where
         self.money_usage_end_user_labels(tenant_id, end_user_id, from, to).await
     }
 
+    async fn usage_rollups(
+        &self,
+        tenant_id: Uuid,
+        end_user_id: Option<Uuid>,
+        from_day: DateTime<Utc>,
+        to_day: DateTime<Utc>,
+    ) -> Result<Vec<UsageRollup>> {
+        self.usage_rollups_query(tenant_id, end_user_id, from_day, to_day).await
+    }
+
+    async fn usage_rollups_from_events(
+        &self,
+        tenant_id: Uuid,
+        end_user_id: Option<Uuid>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<UsageRollup>> {
+        self.usage_rollups_from_events_query(tenant_id, end_user_id, from, to).await
+    }
+
+    async fn usage_latency(
+        &self,
+        tenant_id: Uuid,
+        end_user_id: Option<Uuid>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        key: UsageKey,
+    ) -> Result<Vec<LatencyPercentiles>> {
+        self.usage_latency_query(tenant_id, end_user_id, from, to, key).await
+    }
+
+    async fn prune_usage_events(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        self.prune_usage_events_query(before, limit).await
+    }
+
+    async fn prune_usage_rollups(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        self.prune_usage_rollups_query(before, limit).await
+    }
+
+    async fn prune_spend(&self, days_before: DateTime<Utc>, months_before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        self.prune_spend_query(days_before, months_before, limit).await
+    }
+
     async fn follow_changes(&self, seen: ChangeSink) -> Result<()> {
         DB::follow_changes(&self.pool, seen).await
     }

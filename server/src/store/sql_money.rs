@@ -71,6 +71,8 @@ where
             });
             DB::execute_built(&mut *tx, insert).await?;
         }
+        // The day's roll-ups in the same transaction: they never disagree with the events.
+        Self::add_rollups(&mut tx, events).await?;
         for (tenant_id, key, amount) in spend_charges(events) {
             let subject = key.subject.stored();
             sqlx::query(
@@ -236,15 +238,22 @@ where
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<(Uuid, String)>> {
+        // Whole days from the roll-ups (their events may be pruned), the rest from the events.
+        let (whole_from, whole_to) = super::usage::whole_days(from, to);
         let rows = sqlx::query(
-            "SELECT id, label FROM end_users WHERE tenant_id = $1 AND id IN (\
-             SELECT end_user_id FROM usage_events \
-             WHERE tenant_id = $1 AND ($2 IS NULL OR end_user_id = $2) AND created_at >= $3 AND created_at < $4)",
+            "SELECT id, label FROM end_users WHERE tenant_id = $1 AND (id IN (\
+             SELECT end_user_id FROM usage_daily \
+             WHERE tenant_id = $1 AND ($2 IS NULL OR end_user_id = $2) AND day >= $5 AND day < $6) \
+             OR id IN (SELECT end_user_id FROM usage_events \
+             WHERE tenant_id = $1 AND ($2 IS NULL OR end_user_id = $2) AND created_at >= $3 AND created_at < $4 \
+             AND (created_at < $5 OR created_at >= $6)))",
         )
         .bind(DB::id(tenant_id))
         .bind(end_user_id.map(DB::id))
         .bind(DB::time(from))
         .bind(DB::time(to))
+        .bind(DB::time(whole_from))
+        .bind(DB::time(whole_to))
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(|row| Ok((row.uuid("id")?, row.text("label")?))).collect()
