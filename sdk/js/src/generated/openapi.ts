@@ -3817,7 +3817,7 @@ export interface operations {
                     "application/json": components["schemas"]["UsageReport"];
                 };
             };
-            /** @description Invalid query: unknown parameter, time (`invalid_time`), groupBy (`invalid_group_by`), label, or a range with too many requests (`usage_range_too_large`). */
+            /** @description Invalid query: unknown parameter, time (`invalid_time`), groupBy (`invalid_group_by`) or label. */
             400: {
                 headers: {
                     "x-relay-request-id": components["headers"]["RequestId"];
