@@ -79,6 +79,7 @@ struct State {
     requests: Mutex<Vec<Recorded>>,
     fail_with: Mutex<Option<u16>>,
     reply: Mutex<Option<Reply>>,
+    stream_reply: Mutex<Option<Reply>>,
     every_request: Mutex<Option<Reply>>,
     models: Mutex<Option<Value>>,
     stream_ends: Mutex<Vec<StreamEnd>>,
@@ -163,7 +164,9 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
             || serde_json::json!({"object": "list", "data": [{"id": "mock-model", "object": "model"}]}),
         ));
     }
-    let reply = state.reply.lock().expect("lock").clone();
+    let wants_stream = serde_json::from_slice::<Value>(&body).is_ok_and(|b| b["stream"] == true);
+    let stream_reply = if wants_stream { state.stream_reply.lock().expect("lock").clone() } else { None };
+    let reply = stream_reply.or_else(|| state.reply.lock().expect("lock").clone());
     match reply {
         None => {
             HttpResponse::InternalServerError().json(serde_json::json!({"error": {"message": "no scripted reply"}}))
@@ -268,6 +271,12 @@ impl MockProvider {
     /// What POST requests get from now on.
     pub fn reply(&self, reply: Reply) {
         *self.state.reply.lock().expect("lock") = Some(reply);
+    }
+
+    /// What POST requests whose JSON body has `"stream": true` get from now on (instead of
+    /// `reply`), so one end user can call with and without streaming in turn.
+    pub fn reply_to_streams(&self, reply: Reply) {
+        *self.state.stream_reply.lock().expect("lock") = Some(reply);
     }
 
     /// Every request from now on, GET or POST, whatever key it presents, gets `reply`

@@ -1,5 +1,5 @@
-//! Runs the official SDK drivers in tests/sdk (Python and Node) against a Relay: `openai` on the
-//! unified API (`chat`), `anthropic` on `/v1/messages` (`messages`).
+//! Runs the driver scripts in tests/sdk against a Relay: the official `openai` SDKs on the unified
+//! API (`chat`), `anthropic` on `/v1/messages` (`messages`), and Relay's own SDKs in sdk/.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -46,19 +46,20 @@ async fn run_driver(sdk: Sdk, driver: &'static str, node_package: &'static str, 
                 c
             }
         };
-        let mut child = cmd
-            .current_dir(&dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the SDK driver");
-        child.stdin.take().expect("stdin").write_all(job.to_string().as_bytes()).expect("write job");
-        let out = child.wait_with_output().expect("SDK driver");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{sdk:?} driver failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{sdk:?} driver printed no JSON ({e}): {stdout}"))
+        cmd.current_dir(&dir);
+        drive(cmd, &job, &format!("{sdk:?}"))
     })
     .await
     .expect("join")
+}
+
+/// Runs a driver to completion (blocking): writes `job` to its stdin, parses what it printed.
+pub fn drive(mut cmd: Command, job: &Value, what: &str) -> Value {
+    let mut child =
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start the driver");
+    child.stdin.take().expect("stdin").write_all(job.to_string().as_bytes()).expect("write job");
+    let out = child.wait_with_output().expect("driver");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{what} driver failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{what} driver printed no JSON ({e}): {stdout}"))
 }
