@@ -317,6 +317,36 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create a message
+         * @description Anthropic's Messages API for every provider, with the end user's stored key. `model` picks
+         *     the provider as on Chat Completions. Anthropic gets the body as sent and its answer (or
+         *     stream) comes back as it is; OpenAI-format providers and Gemini are translated both ways:
+         *     system, text and image blocks, base64 PDFs, tools, `tool_use` / `tool_result`,
+         *     `stop_sequences`, `max_tokens`, `temperature`, `top_p`, `thinking` (as a reasoning effort).
+         *     A parameter the target cannot honour is a 400 naming it. With `"stream": true` the answer is
+         *     Anthropic's event stream (`message_start`, `content_block_start`, `content_block_delta`,
+         *     `content_block_stop`, `message_delta`, `message_stop`); an error in the middle of a stream is
+         *     an `error` event. Errors on this route are in Anthropic's shape,
+         *     `{"type": "error", "error": {"type", "message"}}`, with Relay's `code` and `param` beside the
+         *     message. Send the Relay key as `x-api-key` (what the Anthropic SDKs send) or as a Bearer token.
+         */
+        post: operations["createMessage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/models": {
         parameters: {
             query?: never;
@@ -627,6 +657,55 @@ export interface components {
             expiresAt: string;
             /** @description The new anonymous user's session token, for `x-relay-token`. Shown only here. */
             token: string;
+        };
+        /**
+         * @description Anthropic's error shape.
+         * @example {
+         *       "error": {
+         *         "code": "unsupported_parameter",
+         *         "message": "top_k is not supported for openai models on /v1/messages.",
+         *         "param": "top_k",
+         *         "type": "invalid_request_error"
+         *       },
+         *       "type": "error"
+         *     }
+         */
+        AnthropicError: {
+            error: components["schemas"]["AnthropicErrorObject"];
+            /** @description `error`. */
+            type: string;
+        };
+        AnthropicErrorObject: {
+            /** @description Relay's stable code, when Relay or the translation refused the request. */
+            code?: string | null;
+            message: string;
+            /** @description The request field the error is about. */
+            param?: string | null;
+            /**
+             * @description `invalid_request_error`, `authentication_error`, `billing_error`, `permission_error`,
+             *     `not_found_error`, `request_too_large`, `rate_limit_error`, `api_error`, `timeout_error`,
+             *     `overloaded_error`.
+             */
+            type: string;
+        };
+        /** @description An Anthropic `message`, whichever provider answered. */
+        AnthropicMessage: {
+            /** @description `text`, `thinking` and `tool_use` blocks. */
+            content: unknown[];
+            /** @description `msg_…`. */
+            id: string;
+            model: string;
+            /** @description `assistant`. */
+            role: string;
+            /** @description `end_turn`, `max_tokens`, `stop_sequence`, `tool_use`, `refusal`, … */
+            stop_reason?: string | null;
+            stop_sequence?: string | null;
+            /** @description `message`. */
+            type: string;
+            /** @description `input_tokens`, `output_tokens`, `cache_creation_input_tokens`, `cache_read_input_tokens`. */
+            usage: unknown;
+        } & {
+            [key: string]: unknown;
         };
         BrowserKey: {
             /** Format: date-time */
@@ -1033,6 +1112,48 @@ export interface components {
              * @description 95th percentile, in milliseconds (nearest rank).
              */
             p95: number;
+        };
+        /**
+         * @description An Anthropic Messages request. Any other Anthropic field is passed to Anthropic as sent; for
+         *     other providers an unknown field is a 400 naming it.
+         * @example {
+         *       "max_tokens": 1024,
+         *       "messages": [
+         *         {
+         *           "content": "Hello!",
+         *           "role": "user"
+         *         }
+         *       ],
+         *       "model": "gpt-4o-mini",
+         *       "system": "Be brief."
+         *     }
+         */
+        MessagesRequest: {
+            /** Format: int64 */
+            max_tokens: number;
+            /** @description `user` and `assistant` turns; content is a string or content blocks. */
+            messages: unknown[];
+            /**
+             * @description Routed as on Chat Completions: `claude-*` → anthropic, `gpt-*` → openai, `gemini-*` →
+             *     google, …, or `provider/model`.
+             */
+            model: string;
+            stop_sequences?: string[] | null;
+            /** @description Stream Anthropic's events. */
+            stream?: boolean | null;
+            /** @description A string or text blocks. */
+            system?: unknown;
+            /** Format: double */
+            temperature?: number | null;
+            /** @description `{"type": "enabled", "budget_tokens": N}`. */
+            thinking?: unknown;
+            tool_choice?: unknown;
+            /** @description Client tools: `name`, `description`, `input_schema`. */
+            tools?: unknown[] | null;
+            /** Format: double */
+            top_p?: number | null;
+        } & {
+            [key: string]: unknown;
         };
         Model: {
             /** Format: int64 */
@@ -3439,6 +3560,165 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createMessage: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description The end user, as your app names them (1–128 printable characters).
+                 * @example user_123
+                 */
+                "X-Relay-User": string;
+                /**
+                 * @description `false` marks the end user as free tier for this request (the tenant's free-tier limits
+                 *     apply, usage records carry the tier). Absent: paid.
+                 */
+                "X-Relay-Paid"?: ("true" | "false") | null;
+                /**
+                 * @description Accepted and ignored: Relay speaks `2023-06-01` to Anthropic.
+                 * @example 2023-06-01
+                 */
+                "anthropic-version"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MessagesRequest"];
+            };
+        };
+        responses: {
+            /** @description The message: JSON, or an SSE stream when `stream` is true. */
+            200: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnthropicMessage"];
+                    /**
+                     * @example event: message_start
+                     *     data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"gpt-4o","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":0,"output_tokens":0}}}
+                     *
+                     *     event: message_stop
+                     *     data: {"type":"message_stop"}
+                     */
+                    "text/event-stream": string;
+                };
+            };
+            /** @description Invalid JSON or body, unknown model, a parameter the provider cannot honour, missing `X-Relay-User`, or the provider's own 400. */
+            400: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnthropicError"];
+                };
+            };
+            /** @description Missing, invalid or revoked Relay key; or the provider rejected the stored key. */
+            401: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnthropicError"];
+                };
+            };
+            /** @description The provider refused the end user's stored key before (`enduser_key_invalid`). */
+            403: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnthropicError"];
+                };
+            };
+            /** @description The end user has no key for this model's provider (`enduser_key_missing`). */
+            404: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnthropicError"];
+                };
+            };
+            /** @description The body is larger than the limit. */
+            413: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnthropicError"];
+                };
+            };
+            /** @description Over a rate limit (`rate_limit_exceeded`): per Relay key, per end user and tier, or per client address. */
+            429: {
+                headers: {
+                    /** @description Seconds until one more request is allowed (rounded up). */
+                    "retry-after"?: number;
+                    /** @description The same in milliseconds; the official SDKs prefer it. */
+                    "retry-after-ms"?: number;
+                    /** @description The limit's burst: requests allowed at once. */
+                    "x-ratelimit-limit-requests"?: number;
+                    /** @description Requests left now (0 on a 429). */
+                    "x-ratelimit-remaining-requests"?: number;
+                    /** @description Until the limit is full again, as in `1.5s` or `6m0s`. */
+                    "x-ratelimit-reset-requests"?: string;
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnthropicError"];
+                };
+            };
+            /** @description The provider could not be reached or answered nonsense. */
+            502: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnthropicError"];
+                };
+            };
+            /** @description The provider did not answer in time. */
+            504: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnthropicError"];
+                };
+            };
+            /** @description Any other error the provider answered, in Anthropic's error shape with the provider's status. */
+            default: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnthropicError"];
                 };
             };
         };
