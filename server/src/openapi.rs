@@ -199,7 +199,39 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.servers = None;
+    unique_operation_ids(&mut doc);
     doc
+}
+
+/// The passthrough is one handler for five methods, and utoipa gives each the one
+/// `operation_id`; OpenAPI wants every id unique (type generators fail otherwise), so an id used
+/// more than once gets its method appended: `relayGet`, `relayPost`…
+fn unique_operation_ids(doc: &mut utoipa::openapi::OpenApi) {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for item in doc.paths.paths.values() {
+        for op in [&item.get, &item.put, &item.post, &item.delete, &item.patch, &item.head].into_iter().flatten() {
+            if let Some(id) = &op.operation_id {
+                *seen.entry(id.clone()).or_default() += 1;
+            }
+        }
+    }
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            ("Get", &mut item.get),
+            ("Put", &mut item.put),
+            ("Post", &mut item.post),
+            ("Delete", &mut item.delete),
+            ("Patch", &mut item.patch),
+            ("Head", &mut item.head),
+        ];
+        for (method, op) in ops {
+            if let Some(op) = op.as_mut() {
+                if let Some(id) = op.operation_id.as_mut().filter(|id| seen.get(id.as_str()).is_some_and(|n| *n > 1)) {
+                    id.push_str(method);
+                }
+            }
+        }
+    }
 }
 
 /// The document as pretty JSON with a trailing newline: the bytes of `openapi/openapi.json`.

@@ -197,3 +197,22 @@ async fn schemathesis_finds_no_server_error_or_schema_violation() {
     };
     assert!(status.success(), "schemathesis found problems (or ran over its time bound):\n{output}");
 }
+
+/// Every operation has an id of its own, as OpenAPI requires and type generators (the JS SDK's
+/// openapi-typescript) depend on.
+#[test]
+fn operation_ids_are_unique() {
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(committed_path()).expect("read")).expect("json");
+    let mut ids: Vec<&str> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .flat_map(|item| item.as_object().expect("path item").values())
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    let all = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "an operationId is used twice");
+    assert!(ids.contains(&"relayGet") && ids.contains(&"relayPost"));
+}
