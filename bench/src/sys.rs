@@ -1,5 +1,5 @@
-//! What the harness reads from the operating system: a child's CPU time, resident memory and
-//! file-descriptor limit from /proc, the machine's busy time, and the facts printed with results.
+//! What the harness reads from the operating system: a child's CPU time, memory, open files and
+//! their limit from /proc, the machine's busy time, and the facts printed with results.
 
 use std::path::Path;
 use std::process::Command;
@@ -23,6 +23,17 @@ pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 /// Resident set size (VmRSS) of a process, in KiB.
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     status_kib(pid, "VmRSS:")
+}
+
+/// Anonymous resident memory (RssAnon: the heap, stacks; not the mapped binary) in KiB.
+pub fn anon_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "RssAnon:")
+}
+
+/// Open file descriptors of a process (entries of /proc/PID/fd).
+pub fn open_fds(pid: u32) -> anyhow::Result<u64> {
+    let entries = std::fs::read_dir(format!("/proc/{pid}/fd")).with_context(|| format!("read /proc/{pid}/fd"))?;
+    Ok(entries.count() as u64)
 }
 
 /// Peak resident set size (VmHWM) of a process, in KiB.
