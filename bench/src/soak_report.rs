@@ -399,11 +399,15 @@ impl SoakReport {
 /// PostgreSQL outage marked.
 pub fn chart(path: &Path, report: &SoakReport) -> anyhow::Result<()> {
     type Pick = fn(&Sample) -> Option<f64>;
-    let panels: [(&str, Pick); 4] = [
-        ("RSS (MiB)", |s| Some(s.rss_kib as f64 / 1024.0)),
-        ("Relay CPU per call (µs)", Sample::cpu_us_per_call),
-        ("calls per second", |s| Some(s.rps())),
-        ("open files", |s| Some(s.fds as f64)),
+    // Each panel's lines per node: (name, value); a second line is drawn lighter.
+    let panels: [(&str, &[(&str, Pick)]); 4] = [
+        (
+            "memory (MiB)",
+            &[("RSS", |s| Some(s.rss_kib as f64 / 1024.0)), ("anonymous", |s| Some(s.anon_kib as f64 / 1024.0))],
+        ),
+        ("Relay CPU per call (µs)", &[("", Sample::cpu_us_per_call)]),
+        ("calls per second", &[("", |s| Some(s.rps()))]),
+        ("open files", &[("", |s| Some(s.fds as f64))]),
     ];
     let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("{e}");
     let root = SVGBackend::new(path, (1100, 1100)).into_drawing_area();
@@ -420,8 +424,9 @@ pub fn chart(path: &Path, report: &SoakReport) -> anyhow::Result<()> {
     );
     let root = root.titled(&title, ("sans-serif", 15)).map_err(|e| err(&e))?;
     let x_max = report.samples.iter().map(|s| s.t_s / 60.0).fold(0.1, f64::max);
-    for ((label, pick), area) in panels.into_iter().zip(root.split_evenly((4, 1))) {
-        let y_max = report.samples.iter().filter_map(pick).fold(1.0, f64::max) * 1.15;
+    for ((label, lines), area) in panels.into_iter().zip(root.split_evenly((4, 1))) {
+        let y_max =
+            lines.iter().flat_map(|(_, pick)| report.samples.iter().filter_map(pick)).fold(1.0, f64::max) * 1.15;
         let mut chart = ChartBuilder::on(&area)
             .margin(10)
             .x_label_area_size(30)
@@ -436,18 +441,21 @@ pub fn chart(path: &Path, report: &SoakReport) -> anyhow::Result<()> {
             }
         }
         for node in 1..=st.nodes {
-            let color = COLORS[(node - 1) % COLORS.len()];
-            let line: Vec<(f64, f64)> = report
-                .samples
-                .iter()
-                .filter(|s| s.node == node)
-                .filter_map(|s| pick(s).map(|v| (s.t_s / 60.0, v)))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(line, color.stroke_width(2)))
-                .map_err(|e| err(&e))?
-                .label(format!("node {node}"))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            for (i, (name, pick)) in lines.iter().enumerate() {
+                let base = COLORS[(node - 1) % COLORS.len()];
+                let color = if i == 0 { base.to_rgba() } else { base.mix(0.45) };
+                let line: Vec<(f64, f64)> = report
+                    .samples
+                    .iter()
+                    .filter(|s| s.node == node)
+                    .filter_map(|s| pick(s).map(|v| (s.t_s / 60.0, v)))
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(line, color.stroke_width(2)))
+                    .map_err(|e| err(&e))?
+                    .label(format!("node {node} {name}").trim_end().to_owned())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            }
         }
         chart
             .configure_series_labels()
