@@ -116,6 +116,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// The port of `postgres://user@host:port/db` (5432 when the URL names none).
+fn port_of(url: &str) -> u16 {
+    let host = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = host.split(['/', '?']).next().unwrap_or(host);
+    host.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(5432)
+}
+
 /// One part of the load, on one node, run window after window on the same connections.
 struct Lane {
     node: usize,
@@ -349,8 +357,13 @@ pub async fn run(args: SoakArgs, relay_bin: &Path, out_dir: &Path, pg_url: &str,
 
     let ticks = sys::clock_ticks_per_second();
     let machine = sys::machine_info(root, relay_bin);
+    // Relay's connections to PostgreSQL are counted apart from its other open files.
+    let pg_port = match args.db {
+        Db::Postgres => port_of(pg_url),
+        Db::Sqlite => 0,
+    };
     let start = Instant::now();
-    let load = drive(&mut lanes, connects.as_mut(), &nodes, duration, args.sample, ticks, start);
+    let load = drive(&mut lanes, connects.as_mut(), &nodes, duration, args.sample, (ticks, pg_port), start);
     let (samples, outage) = match restart_at {
         Some(at) => {
             let (samples, outage) = tokio::join!(load, restart_postgres(at, args.pg_down, start, pg_url));
@@ -370,7 +383,8 @@ pub async fn run(args: SoakArgs, relay_bin: &Path, out_dir: &Path, pg_url: &str,
     let idle: Vec<(u64, u64, u64)> = nodes
         .iter()
         .map(|(_, pid)| {
-            (sys::rss_kib(*pid).unwrap_or(0), sys::anon_kib(*pid).unwrap_or(0), sys::open_fds(*pid).unwrap_or(0))
+            let fds = sys::open_fds(*pid, pg_port).map(|(all, _)| all).unwrap_or(0);
+            (sys::rss_kib(*pid).unwrap_or(0), sys::anon_kib(*pid).unwrap_or(0), fds)
         })
         .collect();
     let log_tail = relay.log();
@@ -410,7 +424,7 @@ async fn drive(
     nodes: &[(std::net::SocketAddr, u32)],
     duration: Duration,
     sample: f64,
-    ticks: u64,
+    (ticks, pg_port): (u64, u16),
     start: Instant,
 ) -> Vec<Sample> {
     let probe = |pid: u32| sys::Probe { relay_pid: pid, db_pids: None };
@@ -453,6 +467,7 @@ async fn drive(
                     let _ = latency.add(h);
                 }
             }
+            let (fds, db_conns) = sys::open_fds(*pid, pg_port).unwrap_or((0, 0));
             let s = Sample {
                 t_s: now.duration_since(start).as_secs_f64(),
                 window_s: wall,
@@ -462,7 +477,8 @@ async fn drive(
                 cpu_s: delta.relay_s,
                 rss_kib: sys::rss_kib(*pid).unwrap_or(0),
                 anon_kib: sys::anon_kib(*pid).unwrap_or(0),
-                fds: sys::open_fds(*pid).unwrap_or(0),
+                fds,
+                db_conns,
                 p50_us: (!latency.is_empty()).then(|| latency.value_at_quantile(0.5) as f64 / 1000.0),
                 p99_us: (!latency.is_empty()).then(|| latency.value_at_quantile(0.99) as f64 / 1000.0),
                 machine_busy: delta.machine_busy,
@@ -490,5 +506,12 @@ mod tests {
         assert!(parse_duration("ten minutes").is_err());
         assert!(parse_duration("5d").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn the_database_port_comes_from_the_url() {
+        assert_eq!(port_of("postgres://postgres@127.0.0.1:5433/postgres"), 5433);
+        assert_eq!(port_of("postgres://u:secret@db/postgres?sslmode=disable"), 5432);
+        assert_eq!(port_of("postgres://127.0.0.1:6000"), 6000);
     }
 }

@@ -33,6 +33,8 @@ pub struct Sample {
     pub rss_kib: u64,
     pub anon_kib: u64,
     pub fds: u64,
+    /// Of `fds`, connections to PostgreSQL (its pool opens them on demand).
+    pub db_conns: u64,
     /// Non-streaming calls, from the instant each was due.
     pub p50_us: Option<f64>,
     pub p99_us: Option<f64>,
@@ -55,7 +57,7 @@ impl Sample {
 
     pub fn summary(&self) -> String {
         format!(
-            "[{:>7.1} s] node {}: {:.0} calls/s, {} errors, CPU {}/call, RSS {} (anon {}), {} fds, p99 {}",
+            "[{:>7.1} s] node {}: {:.0} calls/s, {} errors, CPU {}/call, RSS {} (anon {}), {} fds ({} to the db), p99 {}",
             self.t_s,
             self.node,
             self.rps(),
@@ -64,6 +66,7 @@ impl Sample {
             mib(self.rss_kib),
             mib(self.anon_kib),
             self.fds,
+            self.db_conns,
             self.p99_us.map(us).unwrap_or_else(|| "–".into())
         )
     }
@@ -109,6 +112,8 @@ pub struct SoakReport {
 /// One figure, first window against last.
 pub struct Check {
     pub what: String,
+    /// With a PostgreSQL restart: the first window before it (`first` is then after it).
+    pub before_restart: Option<f64>,
     pub first: f64,
     pub last: f64,
     pub unit: Unit,
@@ -142,7 +147,9 @@ pub struct Verdict {
     pub errors: BTreeMap<String, (u64, u64)>,
     pub unexplained_errors: u64,
     pub memory_and_files_flat: bool,
-    /// The windows compared: (from, to) seconds.
+    /// The windows compared: (from, to) seconds; with a restart, `first` starts after the
+    /// recovery (reconnecting is a step, not growth) and `before_restart` is shown beside it.
+    pub before_restart: Option<(f64, f64)>,
     pub first: (f64, f64),
     pub last: (f64, f64),
 }
@@ -177,7 +184,7 @@ impl SoakReport {
 
     pub fn csv(&self) -> String {
         let mut out = String::from(
-            "t_s,window_s,node,calls,calls_per_s,errors,cpu_s,cpu_us_per_call,rss_kib,anon_kib,fds,p50_us,p99_us,\
+            "t_s,window_s,node,calls,calls_per_s,errors,cpu_s,cpu_us_per_call,rss_kib,anon_kib,fds,db_conns,p50_us,p99_us,\
              machine_busy,outage,error_kinds\n",
         );
         let opt = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
@@ -185,7 +192,7 @@ impl SoakReport {
             let kinds: Vec<String> = s.errors.by_kind.iter().map(|(k, n)| format!("{k}={n}")).collect();
             let _ = writeln!(
                 out,
-                "{:.3},{:.3},{},{},{:.1},{},{},{},{},{},{},{},{},{:.3},{},{}",
+                "{:.3},{:.3},{},{},{:.1},{},{},{},{},{},{},{},{},{},{:.3},{},{}",
                 s.t_s,
                 s.window_s,
                 s.node,
@@ -197,6 +204,7 @@ impl SoakReport {
                 s.rss_kib,
                 s.anon_kib,
                 s.fds,
+                s.db_conns,
                 opt(s.p50_us),
                 opt(s.p99_us),
                 s.machine_busy,
@@ -211,9 +219,15 @@ impl SoakReport {
     pub fn verdict(&self) -> Verdict {
         let st = &self.settings;
         let end = self.samples.iter().map(|s| s.t_s).fold(0.0, f64::max);
-        let span = ((end - st.warmup_s) / 2.0).clamp(0.0, 60.0);
-        let first = (st.warmup_s, st.warmup_s + span);
+        let from = match self.outage {
+            Some(o) => st.warmup_s.max(o.started_s + st.recovery_s),
+            None => st.warmup_s,
+        };
+        let span = ((end - from) / 2.0).clamp(0.0, 60.0);
+        let first = (from, from + span);
         let last = (end - span, end);
+        let before_restart =
+            self.outage.map(|o| (st.warmup_s, st.warmup_s + (o.stopped_s - st.warmup_s).clamp(0.0, 60.0)));
         let within = |s: &Sample, (from, to): (f64, f64)| s.t_s > from && s.t_s <= to + 1e-9;
         let tol = st.tolerance_pct / 100.0;
         let flat = |a: f64, b: f64, slack: f64| (b - a).abs() <= a.abs() * tol + slack;
@@ -224,13 +238,18 @@ impl SoakReport {
             for (what, pick, unit) in [
                 ("RSS", (|s: &Sample| s.rss_kib as f64) as fn(&Sample) -> f64, Unit::Kib),
                 ("anonymous memory", |s: &Sample| s.anon_kib as f64, Unit::Kib),
-                ("open files", |s: &Sample| s.fds as f64, Unit::Count),
+                (
+                    "open files besides database connections",
+                    |s: &Sample| s.fds.saturating_sub(s.db_conns) as f64,
+                    Unit::Count,
+                ),
             ] {
                 let (a, b) = (mean(of(first).map(pick)), mean(of(last).map(pick)));
                 // A few descriptors come and go with connections: two of slack.
                 let slack = if matches!(unit, Unit::Count) { 2.0 } else { 0.0 };
                 checks.push(Check {
                     what: format!("{what}{tag}"),
+                    before_restart: before_restart.map(|w| mean(of(w).map(pick))),
                     first: a,
                     last: b,
                     unit,
@@ -249,6 +268,7 @@ impl SoakReport {
             let (a, b) = (per_call(first), per_call(last));
             checks.push(Check {
                 what: format!("Relay CPU per call{tag}"),
+                before_restart: before_restart.map(per_call),
                 first: a,
                 last: b,
                 unit: Unit::Us,
@@ -263,6 +283,7 @@ impl SoakReport {
         let (a, b) = (throughput(first), throughput(last));
         checks.push(Check {
             what: "throughput (all nodes)".into(),
+            before_restart: before_restart.map(throughput),
             first: a,
             last: b,
             unit: Unit::PerSecond,
@@ -284,7 +305,7 @@ impl SoakReport {
         }
         let unexplained_errors = errors.values().map(|(_, u)| u).sum();
         let memory_and_files_flat = checks.iter().filter(|c| c.resource).all(|c| c.flat);
-        Verdict { checks, errors, unexplained_errors, memory_and_files_flat, first, last }
+        Verdict { checks, errors, unexplained_errors, memory_and_files_flat, before_restart, first, last }
     }
 
     pub fn markdown(&self, chart_file: &str) -> String {
@@ -334,17 +355,22 @@ impl SoakReport {
                 o.stopped_s, o.started_s, st.recovery_s
             );
         }
+        let (pre_head, pre_rule) = match v.before_restart {
+            Some((a, b)) => (format!(" before the restart {a:.0}–{b:.0} s |"), "---|"),
+            None => (String::new(), ""),
+        };
         let _ = writeln!(
             s,
-            "| | first {:.0}–{:.0} s | last {:.0}–{:.0} s | change | flat |\n|---|---|---|---|---|",
+            "| |{pre_head} first {:.0}–{:.0} s | last {:.0}–{:.0} s | change | flat |\n|---|{pre_rule}---|---|---|---|",
             v.first.0, v.first.1, v.last.0, v.last.1
         );
         for c in &v.checks {
             let change =
                 if c.first != 0.0 { format!("{:+.1}%", (c.last - c.first) / c.first * 100.0) } else { "–".into() };
+            let pre = c.before_restart.map(|p| format!(" {} |", c.unit.show(p))).unwrap_or_default();
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} |",
+                "| {} |{pre} {} | {} | {} | {} |",
                 c.what,
                 c.unit.show(c.first),
                 c.unit.show(c.last),
@@ -407,7 +433,7 @@ pub fn chart(path: &Path, report: &SoakReport) -> anyhow::Result<()> {
         ),
         ("Relay CPU per call (µs)", &[("", Sample::cpu_us_per_call)]),
         ("calls per second", &[("", |s| Some(s.rps()))]),
-        ("open files", &[("", |s| Some(s.fds as f64))]),
+        ("open files", &[("", |s| Some(s.fds as f64)), ("to the database", |s| Some(s.db_conns as f64))]),
     ];
     let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("{e}");
     let root = SVGBackend::new(path, (1100, 1100)).into_drawing_area();
@@ -490,6 +516,7 @@ mod tests {
             rss_kib: 50_000,
             anon_kib: 20_000,
             fds: 40,
+            db_conns: 0,
             p50_us: None,
             p99_us: None,
             machine_busy: 0.5,
