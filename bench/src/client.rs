@@ -84,7 +84,8 @@ impl Target {
 pub enum Failure {
     Connect(String),
     Transport(String),
-    Status(u16, String),
+    /// The status, the error code of an OpenAI-style error body (`error.code`), a snippet.
+    Status(u16, Option<String>, String),
     Malformed(String),
     Timeout,
 }
@@ -95,16 +96,26 @@ impl Failure {
         match self {
             Failure::Connect(_) => "connect".into(),
             Failure::Transport(_) => "transport".into(),
-            Failure::Status(s, _) => format!("http_{s}"),
+            Failure::Status(s, Some(code), _) => format!("http_{s} {code}"),
+            Failure::Status(s, None, _) => format!("http_{s}"),
             Failure::Malformed(_) => "malformed".into(),
             Failure::Timeout => "timeout".into(),
         }
     }
 
+    /// A non-success answer, its error code read from the whole body.
+    pub fn status(status: u16, body: &[u8]) -> Self {
+        let code = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.pointer("/error/code").and_then(Value::as_str).map(str::to_owned));
+        let snippet: String = String::from_utf8_lossy(body).chars().take(300).collect();
+        Failure::Status(status, code, snippet)
+    }
+
     pub fn detail(&self) -> String {
         match self {
             Failure::Connect(d) | Failure::Transport(d) | Failure::Malformed(d) => d.clone(),
-            Failure::Status(s, body) => format!("HTTP {s}: {body}"),
+            Failure::Status(s, _, body) => format!("HTTP {s}: {body}"),
             Failure::Timeout => "no complete answer within the request timeout".into(),
         }
     }
@@ -147,8 +158,7 @@ impl Conn {
         if res.status() != hyper::StatusCode::OK {
             let status = res.status().as_u16();
             let body = res.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            let snippet: String = String::from_utf8_lossy(&body).chars().take(300).collect();
-            return Err(Failure::Status(status, snippet));
+            return Err(Failure::status(status, &body));
         }
         Ok(res)
     }

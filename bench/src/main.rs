@@ -3,11 +3,17 @@
 //! fresh PostgreSQL database and on SQLite. Every scenario is measured direct (client → mock) and
 //! through Relay with the same client and settings, and the difference is what Relay adds.
 
+macro_rules! say {
+    ($($t:tt)*) => { $crate::say(format_args!($($t)*)) };
+}
+
 mod client;
 mod load;
 mod mock;
 mod relay;
 mod report;
+mod soak;
+mod soak_report;
 mod sys;
 
 use std::io::Write;
@@ -34,17 +40,19 @@ struct Args {
     /// exits non-zero if any request failed. Overrides the load settings below.
     #[arg(long)]
     smoke: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The relay binary [default: $CARGO_TARGET_DIR or target/, then release/relay].
-    #[arg(long)]
+    #[arg(long, global = true)]
     relay_bin: Option<PathBuf>,
-    /// Where latest.md, latest.json and latency.svg go [default: bench/results; smoke: a temp dir].
-    #[arg(long)]
+    /// Where the results go [default: bench/results; smoke: a temp dir].
+    #[arg(long, global = true)]
     out: Option<PathBuf>,
     /// Databases to run Relay on.
     #[arg(long, value_delimiter = ',', default_value = "postgres,sqlite")]
-    db: Vec<DbArg>,
+    db: Vec<Db>,
     /// An admin connection to PostgreSQL; the harness creates and drops its database there.
-    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    #[arg(long, global = true, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     pg_url: String,
     /// Open-loop request rates (requests per second).
     #[arg(long, value_delimiter = ',', default_value = "500,1000,2000")]
@@ -72,20 +80,18 @@ struct Args {
     open_streams: Vec<usize>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum DbArg {
-    Postgres,
-    Sqlite,
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Hours of steady load: memory, open files, CPU per call, throughput and errors sampled
+    /// every few seconds (NAME.csv, NAME.svg, NAME.md in the output directory).
+    #[command(args_override_self = true)]
+    Soak(soak::SoakArgs),
 }
 
 fn say(msg: std::fmt::Arguments<'_>) {
     let mut err = std::io::stderr().lock();
     let _ = err.write_fmt(msg);
     let _ = err.write_all(b"\n");
-}
-
-macro_rules! say {
-    ($($t:tt)*) => { say(format_args!($($t)*)) };
 }
 
 fn repo_root() -> PathBuf {
@@ -136,7 +142,7 @@ fn main() -> ExitCode {
 }
 
 /// Runs everything; `Ok(false)` when some request failed (the results say which).
-async fn run(args: Args) -> anyhow::Result<bool> {
+async fn run(mut args: Args) -> anyhow::Result<bool> {
     let root = repo_root();
     let relay_bin = match &args.relay_bin {
         Some(p) => p.clone(),
@@ -153,6 +159,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         None => root.join("bench/results"),
     };
     std::fs::create_dir_all(&out_dir).with_context(|| format!("create {}", out_dir.display()))?;
+    if let Some(Command::Soak(soak)) = args.command.take() {
+        return soak::run(soak, &relay_bin, &out_dir, &args.pg_url, &root).await;
+    }
 
     let machine = sys::machine_info(&root, &relay_bin);
     let ticks = sys::clock_ticks_per_second();
@@ -177,15 +186,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     say!("relay-bench: {} ({} cores), relay {}", machine.cpu_model, machine.cores, relay_bin.display());
 
     let mut report = Report::new(machine, settings);
-    let dbs: Vec<Db> = args
-        .db
-        .iter()
-        .map(|d| match d {
-            DbArg::Postgres => Db::Postgres,
-            DbArg::Sqlite => Db::Sqlite,
-        })
-        .collect();
-    for db in dbs {
+    for db in args.db.clone() {
         if let Err(e) = run_db(&args, db, &relay_bin, ticks, &mut report).await {
             say!("relay-bench: {} run failed: {e:#}", db.label());
             report.fatal.push(format!("{}: {e:#}", db.label()));

@@ -345,7 +345,7 @@ pub struct Report {
     pub load_average_end: String,
 }
 
-fn us(v: f64) -> String {
+pub fn us(v: f64) -> String {
     if v.abs() >= 1000.0 {
         format!("{:.2} ms", v / 1000.0)
     } else if v.abs() >= 10.0 {
@@ -359,7 +359,7 @@ fn opt_us(v: Option<f64>) -> String {
     v.map(us).unwrap_or_else(|| "–".into())
 }
 
-fn mib(kib: u64) -> String {
+pub fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
@@ -693,7 +693,7 @@ impl Report {
     }
 }
 
-const COLORS: [RGBColor; 6] = [
+pub const COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),

@@ -1,5 +1,5 @@
-//! What the harness reads from the operating system: a child's CPU time, resident memory and
-//! file-descriptor limit from /proc, the machine's busy time, and the facts printed with results.
+//! What the harness reads from the operating system: a child's CPU time, memory, open files and
+//! their limit from /proc, the machine's busy time, and the facts printed with results.
 
 use std::path::Path;
 use std::process::Command;
@@ -23,6 +23,40 @@ pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 /// Resident set size (VmRSS) of a process, in KiB.
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     status_kib(pid, "VmRSS:")
+}
+
+/// Anonymous resident memory (RssAnon: the heap, stacks; not the mapped binary) in KiB.
+pub fn anon_kib(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "RssAnon:")
+}
+
+/// Open file descriptors of a process (entries of /proc/PID/fd), and how many of them are TCP
+/// connections to `port` (a database pool's, which open and close on demand).
+pub fn open_fds(pid: u32, port: u16) -> anyhow::Result<(u64, u64)> {
+    let entries = std::fs::read_dir(format!("/proc/{pid}/fd")).with_context(|| format!("read /proc/{pid}/fd"))?;
+    let mut total = 0;
+    let mut sockets = std::collections::HashSet::new();
+    for entry in entries.flatten() {
+        total += 1;
+        let Ok(link) = std::fs::read_link(entry.path()) else { continue };
+        if let Some(inode) = link.to_str().and_then(|l| l.strip_prefix("socket:[")).and_then(|l| l.strip_suffix(']')) {
+            sockets.insert(inode.to_owned());
+        }
+    }
+    let mut to_port = 0;
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            // sl, local_address, rem_address (hex IP:port), st, queues, tr, retrnsmt, uid, timeout, inode
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port =
+                fields.get(2).and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if remote_port == Some(port) && fields.get(9).is_some_and(|inode| sockets.contains(*inode)) {
+                to_port += 1;
+            }
+        }
+    }
+    Ok((total, to_port))
 }
 
 /// Peak resident set size (VmHWM) of a process, in KiB.

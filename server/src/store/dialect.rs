@@ -59,6 +59,11 @@ pub trait Dialect: Database {
     /// Runs what `insert` built. Generic code cannot run `insert.build()` itself: the query
     /// borrows the builder for its arguments' whole lifetime, and only a concrete arguments type
     /// lets the compiler shorten that borrow.
+    ///
+    /// Not kept prepared: a built statement's text changes with its number of rows, and sqlx's
+    /// per-connection statement cache kept one prepared statement per row count (up to 100 per
+    /// connection, tens to hundreds of KiB each in SQLite): Relay's memory grew for as long as new
+    /// batch sizes came, and was never given back.
     fn execute_built<'c, 'q>(
         conn: &'c mut Self::Connection,
         insert: QueryBuilder<'q, Self>,
@@ -134,7 +139,7 @@ impl Dialect for Postgres {
         conn: &mut PgConnection,
         mut insert: QueryBuilder<'_, Postgres>,
     ) -> sqlx::Result<PgQueryResult> {
-        insert.build().execute(conn).await
+        insert.build().persistent(false).execute(conn).await
     }
 }
 
@@ -191,7 +196,7 @@ impl Dialect for Sqlite {
         conn: &mut SqliteConnection,
         mut insert: QueryBuilder<'_, Sqlite>,
     ) -> sqlx::Result<SqliteQueryResult> {
-        insert.build().execute(conn).await
+        insert.build().persistent(false).execute(conn).await
     }
 }
 
