@@ -204,9 +204,8 @@ fn python_sdk() -> PathBuf {
 
 /// Runs a command to completion off the async runtime; its stdout, after asserting success.
 async fn run_to_end(mut cmd: Command, what: &'static str) -> String {
-    let out = tokio::task::spawn_blocking(move || cmd.stdin(Stdio::null()).output().expect("spawn"))
-        .await
-        .expect("join");
+    let out =
+        tokio::task::spawn_blocking(move || cmd.stdin(Stdio::null()).output().expect("spawn")).await.expect("join");
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{what} failed ({}):\n{stdout}\n{stderr}", out.status);
     stdout.into_owned()
@@ -370,4 +369,52 @@ async fn the_python_quickstart_runs_as_written() {
     assert!(lines[0].starts_with("rrt-"), "the registration token: {out}");
     assert_eq!(&lines[1..], [ANSWER, STREAMED.concat().as_str()]);
     assert_eq!(stack.mock.last_post().header("authorization"), Some(format!("Bearer {key}").as_str()));
+}
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+#[test]
+fn docs_link_only_to_files_in_the_repository() {
+    let root = repo().canonicalize().expect("repo");
+    let mut pages = vec![root.join("README.md"), root.join("sdk/js/README.md"), root.join("sdk/python/README.md")];
+    for dir in ["docs", "examples", "examples/express-app", "examples/fastapi-app"] {
+        for entry in std::fs::read_dir(root.join(dir)).expect("dir").map_while(Result::ok) {
+            if entry.path().extension().is_some_and(|e| e == "md") {
+                pages.push(entry.path());
+            }
+        }
+    }
+    let mut checked = 0;
+    for page in &pages {
+        let text = std::fs::read_to_string(page).expect("page");
+        let targets = text.split("](").skip(1).filter_map(|rest| rest.split_once(')').map(|(t, _)| t.to_owned()));
+        for target in targets.filter(|t| !t.contains(char::is_whitespace)) {
+            if target.starts_with("https://") || target.starts_with("http://") {
+                continue; // the web: a standard, a provider's site
+            }
+            let (path, fragment) = target.split_once('#').unwrap_or((&target, ""));
+            let file = if path.is_empty() { page.clone() } else { page.parent().expect("dir").join(path) };
+            let file = file.canonicalize().unwrap_or_else(|_| panic!("{}: {target} does not exist", page.display()));
+            assert!(file.starts_with(&root), "{}: {target} points outside the repository", page.display());
+            if !fragment.is_empty() && file.extension().is_some_and(|e| e == "md") {
+                let headings = std::fs::read_to_string(&file).expect("target");
+                let found = headings
+                    .lines()
+                    .filter_map(|l| l.strip_prefix('#'))
+                    .any(|h| anchor(h.trim_start_matches('#')) == fragment);
+                assert!(found, "{}: no heading for #{fragment} in {}", page.display(), file.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "only {checked} links found");
 }
