@@ -51,6 +51,17 @@ impl Item {
             Kind::Call { call_id, name } => call_item(self.id.clone(), status, call_id, name, &self.text),
         }
     }
+
+    /// As `response.output_item.added` shows it: its parts come in their own events.
+    fn added(&self) -> Value {
+        let mut v = self.json();
+        match self.kind {
+            Kind::Reasoning => v["summary"] = json!([]),
+            Kind::Message => v["content"] = json!([]),
+            Kind::Call { .. } => {}
+        }
+        v
+    }
 }
 
 /// A dialect's chat stream -> `response.created`, `response.in_progress`, the output items'
@@ -150,7 +161,7 @@ impl ResponsesStream {
         self.close_all(out);
         let index = self.items.len();
         let item = Item { kind, id: self.ctx.item_id(prefix, index), text: String::new(), done: false };
-        let added = item.json();
+        let added = item.added();
         self.items.push(item);
         self.emit(out, json!({ "type": "response.output_item.added", "output_index": index, "item": added }));
         let id = self.items[index].id.clone();
