@@ -31,17 +31,31 @@ impl ResponsesScenario {
     /// What must be equal between two responses: every field but the ids and time Relay makes
     /// (for OpenAI's own answers, everything), read as the SDKs read it.
     pub fn comparable(&self, r: &Value) -> Value {
-        let mut r = r.clone();
-        if let Some(o) = r.as_object_mut() {
-            // SDK-side conveniences, not on the wire.
-            o.remove("output_text");
-            o.retain(|_, v| !v.is_null());
+        // Absent and null are the same to the SDKs (and Python's dump leaves nulls out).
+        #[allow(clippy::cast_possible_truncation)]
+        fn without_nulls(v: &mut Value) {
+            match v {
+                Value::Object(o) => {
+                    o.retain(|_, x| !x.is_null());
+                    o.values_mut().for_each(without_nulls);
+                }
+                Value::Array(a) => a.iter_mut().for_each(without_nulls),
+                // 1.0 and 1 are one number to JSON (Node writes the second).
+                Value::Number(n) if n.is_f64() && n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < 1e15) => {
+                    *v = json!(n.as_f64().unwrap_or_default() as i64)
+                }
+                _ => {}
+            }
         }
+        let mut r = r.clone();
+        without_nulls(&mut r);
+        // An SDK-side convenience, not on the wire.
+        r.as_object_mut().map(|o| o.remove("output_text"));
         if self.provider == "openai" {
             return r;
         }
         r["id"] = json!(r["id"].as_str().is_some_and(|i| i.starts_with("resp_")));
-        r["created_at"] = json!(r["created_at"].as_i64().is_some_and(|t| t > 1_700_000_000));
+        r["created_at"] = json!(r["created_at"].as_f64().is_some_and(|t| t > 1.7e9));
         for item in r["output"].as_array_mut().into_iter().flatten() {
             let prefix = match item["type"].as_str() {
                 Some("message") => "msg_",
@@ -49,9 +63,6 @@ impl ResponsesScenario {
                 _ => "rs_",
             };
             item["id"] = json!(item["id"].as_str().is_some_and(|i| i.starts_with(prefix)));
-            if let Some(o) = item.as_object_mut() {
-                o.retain(|_, v| !v.is_null());
-            }
         }
         r
     }
