@@ -49,6 +49,7 @@ status; every answer carries `x-relay-request-id` (and the same value in `x-requ
         routes::unified::embeddings,
         routes::unified::models,
         routes::messages::messages,
+        routes::responses::responses,
         routes::connect::describe,
         routes::connect::connect,
         routes::widget::widget_js,

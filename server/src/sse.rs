@@ -86,6 +86,21 @@ impl SseParser {
     }
 }
 
+/// One named event as written to a client: `event: <name>` and the data, line by line.
+pub fn named_frame(name: &str, data: &str) -> bytes::Bytes {
+    let mut out = String::with_capacity(data.len() + name.len() + 16);
+    out.push_str("event: ");
+    out.push_str(name);
+    out.push('\n');
+    for line in data.split('\n') {
+        out.push_str("data: ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push('\n');
+    bytes::Bytes::from(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ pub mod messages;
 pub mod mock;
 pub mod process;
 pub mod receiver;
+pub mod responses;
 pub mod sdk;
 
 pub use app::{spawn_app, TestApp};

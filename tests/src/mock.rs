@@ -164,7 +164,9 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
             || serde_json::json!({"object": "list", "data": [{"id": "mock-model", "object": "model"}]}),
         ));
     }
-    let wants_stream = serde_json::from_slice::<Value>(&body).is_ok_and(|b| b["stream"] == true);
+    // Gemini asks for a stream by its path, the others by `stream` in the body.
+    let wants_stream = serde_json::from_slice::<Value>(&body).is_ok_and(|b| b["stream"] == true)
+        || req.path().contains(":streamGenerateContent");
     let stream_reply = if wants_stream { state.stream_reply.lock().expect("lock").clone() } else { None };
     let reply = stream_reply.or_else(|| state.reply.lock().expect("lock").clone());
     match reply {

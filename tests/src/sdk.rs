@@ -63,3 +63,59 @@ pub fn drive(mut cmd: Command, job: &Value, what: &str) -> Value {
     assert!(out.status.success(), "{what} driver failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{what} driver printed no JSON ({e}): {stdout}"))
 }
+
+/// A driver that stays up for many jobs (tests/sdk/responses.py, .mjs): one JSON job a line in,
+/// one JSON answer a line out, so a suite starts each SDK once.
+pub struct Session {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+    what: String,
+}
+
+impl Session {
+    pub fn start(sdk: Sdk, driver: &str, node_package: &str) -> Self {
+        let dir = sdk_dir();
+        let mut cmd = match sdk {
+            Sdk::Python => {
+                let mut c = Command::new("python3");
+                c.arg(dir.join(format!("{driver}.py")));
+                c
+            }
+            Sdk::Node => {
+                assert!(
+                    dir.join("node_modules").join(node_package).exists(),
+                    "run `npm ci` in tests/sdk (scripts/test does)"
+                );
+                let mut c = Command::new("node");
+                c.arg(dir.join(format!("{driver}.mjs")));
+                c
+            }
+        };
+        let mut child = cmd
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the driver");
+        let out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        Self { child, out, what: format!("{sdk:?} {driver}") }
+    }
+
+    /// Runs one job; blocks the thread (call it from a multi-threaded runtime).
+    pub fn run(&mut self, job: &Value) -> Value {
+        use std::io::BufRead;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{job}").and_then(|_| stdin.flush()).expect("write job");
+        let mut line = String::new();
+        tokio::task::block_in_place(|| self.out.read_line(&mut line)).expect("read answer");
+        serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{} printed no JSON ({e}): {line}", self.what))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}

@@ -7,14 +7,14 @@ use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::stream::{Flow, Framing};
+use super::stream::{observe, streamed, Framing};
 use super::{parse_body, route, translate_error, unreadable};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::providers::messages::{self, MessagesContext, MessagesStream, Passthrough};
 use crate::providers::unified::ChatContext;
 use crate::providers::ResponseError;
-use crate::upstream::{Sent, Upstream};
+use crate::upstream::Upstream;
 
 const ENDPOINT: &str = "/v1/messages";
 
@@ -74,7 +74,7 @@ pub async fn messages(
             recorder.store_before_answer().await;
             return Ok(out.body(bytes));
         }
-        return Ok(streamed(upstream, sent, Box::new(Passthrough::new(&model))));
+        return Ok(streamed(upstream, sent, Box::new(Passthrough::new(&model)), Framing::Anthropic, "messages_stream"));
     }
 
     let chat = messages::chat_request(&body, provider).map_err(translate_error)?;
@@ -113,28 +113,5 @@ pub async fn messages(
         return Ok(out.content_type("application/json").body(answer.to_string()));
     }
     let translator = MessagesStream::new(dialect.chat_stream(ctx), mctx);
-    Ok(streamed(upstream, sent, Box::new(translator)))
-}
-
-fn observe(upstream: &Upstream, label: &str, overhead: std::time::Duration) {
-    upstream.metrics().relay_overhead.with_label_values(&[label]).observe(overhead.as_secs_f64());
-}
-
-/// The answer as Anthropic's event stream.
-fn streamed(
-    upstream: &Upstream,
-    sent: Sent,
-    translator: Box<dyn crate::providers::unified::StreamTranslator>,
-) -> HttpResponse {
-    let mut out = sent.answer();
-    let (provider, ttfb) = (sent.provider, sent.ttfb);
-    let (watched, recorder, mask) = sent.watch();
-    observe(upstream, "messages_stream", recorder.started().elapsed().saturating_sub(ttfb));
-    let idle = upstream.timeouts().idle;
-    let flow =
-        Flow::new(watched, translator, provider, recorder, mask, upstream.metrics(), idle).framing(Framing::Anthropic);
-    out.content_type("text/event-stream")
-        .insert_header(("cache-control", "no-cache"))
-        .insert_header(("x-accel-buffering", "no"))
-        .streaming(flow.into_stream())
+    Ok(streamed(upstream, sent, Box::new(translator), Framing::Anthropic, "messages_stream"))
 }

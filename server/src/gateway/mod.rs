@@ -3,12 +3,14 @@
 //!
 //! `chat` and `embeddings` go to one provider through `upstream`; `models` asks every provider
 //! the end user connected; `stream` relays a chat stream event by event. `messages` serves
-//! Anthropic's Messages API the same way, composed with the chat dialects.
+//! Anthropic's Messages API the same way, composed with the chat dialects, and `responses`
+//! OpenAI's Responses API.
 
 mod chat;
 mod embeddings;
 mod messages;
 mod models;
+mod responses;
 mod stream;
 
 use serde_json::Value;
@@ -17,6 +19,7 @@ pub use chat::chat;
 pub use embeddings::embeddings;
 pub use messages::messages;
 pub use models::models;
+pub use responses::responses;
 
 use crate::error::ApiError;
 use crate::providers::routing::{self, Route};

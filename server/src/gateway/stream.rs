@@ -12,7 +12,7 @@ use crate::metrics::{Metrics, StreamGauge};
 use crate::providers::unified::{StreamItem, StreamTranslator};
 use crate::providers::ProviderId;
 use crate::sse::{SseEvent, SseParser};
-use crate::upstream::{Masker, Next, UsageRecorder, Watched, TICK};
+use crate::upstream::{Masker, Next, Sent, Upstream, UsageRecorder, Watched, TICK};
 
 /// How long Relay stays silent towards a streaming client at most (give or take a tick). A
 /// comment line (ignored by SSE clients) is written when nothing else was: it keeps proxies
@@ -22,11 +22,13 @@ use crate::upstream::{Masker, Next, UsageRecorder, Watched, TICK};
 const HEARTBEAT: Duration = TICK;
 
 /// How the client's stream writes errors and its end: OpenAI's `data: {"error": …}` and
-/// `data: [DONE]`, or Anthropic's `event: error` (the translator writes `message_stop` itself).
+/// `data: [DONE]`, Anthropic's `event: error` (the translator writes `message_stop` itself), or
+/// the Responses API's named events (`error`, `response.failed`: the translator's own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
     OpenAi,
     Anthropic,
+    Responses,
 }
 
 /// The state of one stream from upstream to client.
@@ -153,6 +155,7 @@ impl Flow {
                 }
                 StreamItem::Error(mut v) => {
                     self.mask.error_value(&mut v);
+                    let v = self.translator.error_event(v);
                     self.pending.push_back(self.error_frame(&v));
                     self.done = true;
                     return;
@@ -173,6 +176,7 @@ impl Flow {
         let error = match self.framing {
             Framing::OpenAi => error,
             Framing::Anthropic => crate::providers::messages::anthropic_error(&error, None).unwrap_or(error),
+            Framing::Responses => self.translator.error_event(error),
         };
         self.pending.push_back(self.error_frame(&error));
         self.done = true;
@@ -182,8 +186,35 @@ impl Flow {
         match self.framing {
             Framing::OpenAi => sse_data(v),
             Framing::Anthropic => Bytes::from(format!("event: error\ndata: {v}\n\n")),
+            Framing::Responses => crate::sse::named_frame(v["type"].as_str().unwrap_or("error"), &v.to_string()),
         }
     }
+}
+
+/// The client's answer for a stream: `translator` over what the provider sends, framed as
+/// `framing` says; `label` names the stream in the overhead metric.
+pub(super) fn streamed(
+    upstream: &Upstream,
+    sent: Sent,
+    translator: Box<dyn StreamTranslator>,
+    framing: Framing,
+    label: &str,
+) -> actix_web::HttpResponse {
+    let mut out = sent.answer();
+    let (provider, ttfb) = (sent.provider, sent.ttfb);
+    let (watched, recorder, mask) = sent.watch();
+    observe(upstream, label, recorder.started().elapsed().saturating_sub(ttfb));
+    let idle = upstream.timeouts().idle;
+    let flow = Flow::new(watched, translator, provider, recorder, mask, upstream.metrics(), idle).framing(framing);
+    out.content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(flow.into_stream())
+}
+
+/// Relay's own time on a call (`label`: the route, `_stream` for streams).
+pub(super) fn observe(upstream: &Upstream, label: &str, overhead: Duration) {
+    upstream.metrics().relay_overhead.with_label_values(&[label]).observe(overhead.as_secs_f64());
 }
 
 fn sse_data(v: &Value) -> Bytes {

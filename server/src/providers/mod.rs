@@ -14,6 +14,7 @@ mod openai;
 mod openai_compatible;
 pub mod openai_format;
 mod openrouter;
+pub mod responses;
 pub mod routing;
 pub mod unified;
 

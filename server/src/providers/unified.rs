@@ -114,6 +114,12 @@ pub trait StreamTranslator: Send {
     fn finish(&mut self) -> Vec<StreamItem>;
     /// Usage seen so far, for Relay's own usage records.
     fn usage(&self) -> Option<Usage>;
+    /// An error that ends the stream (from an `Error` item, already masked, or Relay's own in
+    /// OpenAI's shape) -> what the client's stream writes; as it is unless the API has its own
+    /// error events (the Responses API's carry a sequence number).
+    fn error_event(&mut self, error: Value) -> Value {
+        error
+    }
 }
 
 /// A translator's stream, closed with `[DONE]` when the upstream ended without an error

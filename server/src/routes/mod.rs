@@ -9,6 +9,7 @@ pub(crate) mod health;
 pub(crate) mod messages;
 pub(crate) mod registration_tokens;
 pub(crate) mod relay;
+pub(crate) mod responses;
 pub(crate) mod session_tokens;
 pub(crate) mod unified;
 pub(crate) mod usage;
@@ -82,6 +83,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/v1/messages")
                 .app_data(web::PayloadConfig::new(MAX_UNIFIED_BODY))
                 .route(web::post().to(messages::messages)),
+        )
+        .service(
+            resource("/v1/responses")
+                .app_data(web::PayloadConfig::new(MAX_UNIFIED_BODY))
+                .route(web::post().to(responses::responses)),
         )
         .service(resource("/v1/models").route(web::get().to(unified::models)))
         .service(resource("/v1/usage").route(web::get().to(usage::usage)))

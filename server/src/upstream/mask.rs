@@ -60,8 +60,25 @@ impl Masker {
         }
     }
 
-    /// Every string in an `{"error": {…}}` value (message, type, code, param).
+    /// Every string in an `{"error": {…}}` value (message, type, code, param), and in the
+    /// Responses API's error events: `error` (its fields at the top) and `response.failed`.
     pub fn error_value(&self, v: &mut Value) {
+        if v["type"] == "error" && v.get("error").is_none() {
+            if let Value::Object(e) = v {
+                for field in e.values_mut() {
+                    if let Value::String(s) = field {
+                        *s = self.text(s);
+                    }
+                }
+            }
+            return;
+        }
+        if v["type"] == "response.failed" {
+            if let Some(e) = v.pointer_mut("/response") {
+                self.error_value(e);
+            }
+            return;
+        }
         if let Some(Value::Object(e)) = v.get_mut("error") {
             for field in e.values_mut() {
                 if let Value::String(s) = field {

@@ -389,6 +389,39 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/responses": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create a response
+         * @description OpenAI's Responses API for every provider, with the end user's stored key. `model` picks the
+         *     provider as on Chat Completions. OpenAI gets the body as sent and its answer (or stream) comes
+         *     back as it is; every other provider is translated both ways through its Chat Completions
+         *     translator: `input` items (messages with text, images and files; `function_call` and
+         *     `function_call_output`), `instructions`, function tools, `tool_choice`, `parallel_tool_calls`,
+         *     `max_output_tokens`, `temperature`, `top_p`, `reasoning` (effort; the reasoning text as a
+         *     summary when `reasoning.summary` is set), `text.format` (`json_schema`, `json_object`) and
+         *     usage. Relay keeps no state: `previous_response_id`, `conversation` and `store: true` are a 400
+         *     except for OpenAI models. A parameter the target cannot honour is a 400 naming it. With
+         *     `"stream": true` the answer is the Responses event stream (`response.created`,
+         *     `response.in_progress`, `response.output_item.added`, `response.content_part.added`,
+         *     `response.output_text.delta`, `response.function_call_arguments.delta`,
+         *     `response.reasoning_summary_text.delta`, their `.done` events, `response.completed`); an
+         *     error in the middle of a stream is a `response.failed` event (or OpenAI's own `error`).
+         */
+        post: operations["createResponse"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/session-tokens": {
         parameters: {
             query?: never;
@@ -1252,6 +1285,67 @@ export interface components {
              */
             expiresIn?: number | null;
             provider?: components["schemas"]["ProviderId"] | null;
+        };
+        /** @description An OpenAI `response`, whichever provider answered. */
+        ResponseObject: {
+            /** Format: int64 */
+            created_at: number;
+            /** @description `resp_…`. */
+            id: string;
+            model: string;
+            /** @description `response`. */
+            object: string;
+            /** @description `message`, `function_call` and `reasoning` items. */
+            output: unknown[];
+            /** @description `completed`, `incomplete`, `failed`, … */
+            status: string;
+            /** @description `input_tokens`, `output_tokens`, `total_tokens` and their details. */
+            usage?: unknown;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * @description A Responses request. Any other field is passed to OpenAI as sent; for other providers an
+         *     unknown field is a 400 naming it.
+         * @example {
+         *       "input": "Hello!",
+         *       "instructions": "Be brief.",
+         *       "max_output_tokens": 1024,
+         *       "model": "claude-sonnet-4-5"
+         *     }
+         */
+        ResponsesRequest: {
+            /** @description A string, or input items: messages, `function_call`, `function_call_output`. */
+            input: unknown;
+            /** @description The system message. */
+            instructions?: string | null;
+            /** Format: int64 */
+            max_output_tokens?: number | null;
+            /**
+             * @description Routed as on Chat Completions: `gpt-*` → openai, `claude-*` → anthropic, `gemini-*` →
+             *     google, …, or `provider/model`.
+             */
+            model: string;
+            parallel_tool_calls?: boolean | null;
+            /** @description OpenAI models only. */
+            previous_response_id?: string | null;
+            /** @description `{"effort": "low" | "medium" | "high", "summary": "auto" | "concise" | "detailed"}`. */
+            reasoning?: unknown;
+            /** @description Only `false` (or absent) except for OpenAI models. */
+            store?: boolean | null;
+            /** @description Stream the Responses events. */
+            stream?: boolean | null;
+            /** Format: double */
+            temperature?: number | null;
+            /** @description `{"format": {"type": "json_schema", "name", "schema", "strict"}}`. */
+            text?: unknown;
+            tool_choice?: unknown;
+            /** @description Function tools: `type: function`, `name`, `description`, `parameters`, `strict`. */
+            tools?: unknown[] | null;
+            /** Format: double */
+            top_p?: number | null;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * @example {
@@ -3943,6 +4037,160 @@ export interface operations {
                     "x-ratelimit-remaining-requests"?: number;
                     /** @description Until the limit is full again, as in `1.5s` or `6m0s`. */
                     "x-ratelimit-reset-requests"?: string;
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createResponse: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description The end user, as your app names them (1–128 printable characters).
+                 * @example user_123
+                 */
+                "X-Relay-User": string;
+                /**
+                 * @description `false` marks the end user as free tier for this request (the tenant's free-tier limits
+                 *     apply, usage records carry the tier). Absent: paid.
+                 */
+                "X-Relay-Paid"?: ("true" | "false") | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ResponsesRequest"];
+            };
+        };
+        responses: {
+            /** @description The response: JSON, or an SSE stream when `stream` is true. */
+            200: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ResponseObject"];
+                    /**
+                     * @example event: response.created
+                     *     data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_1","object":"response","status":"in_progress","model":"claude-sonnet-4-5","output":[]}}
+                     *
+                     *     event: response.completed
+                     *     data: {"type":"response.completed","sequence_number":1,"response":{"id":"resp_1","object":"response","status":"completed","model":"claude-sonnet-4-5","output":[]}}
+                     */
+                    "text/event-stream": string;
+                };
+            };
+            /** @description Invalid JSON or body, unknown model, a parameter the provider cannot honour (`unsupported_parameter`, e.g. `previous_response_id` for a non-OpenAI model), missing `X-Relay-User`, or the provider's own 400. */
+            400: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Missing, invalid or revoked Relay key; or the provider rejected the stored key. */
+            401: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The provider refused the end user's stored key before (`enduser_key_invalid`). */
+            403: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The end user has no key for this model's provider (`enduser_key_missing`). */
+            404: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The body is larger than the limit. */
+            413: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over a rate limit (`rate_limit_exceeded`): per Relay key, per end user and tier, or per client address. */
+            429: {
+                headers: {
+                    /** @description Seconds until one more request is allowed (rounded up). */
+                    "retry-after"?: number;
+                    /** @description The same in milliseconds; the official SDKs prefer it. */
+                    "retry-after-ms"?: number;
+                    /** @description The limit's burst: requests allowed at once. */
+                    "x-ratelimit-limit-requests"?: number;
+                    /** @description Requests left now (0 on a 429). */
+                    "x-ratelimit-remaining-requests"?: number;
+                    /** @description Until the limit is full again, as in `1.5s` or `6m0s`. */
+                    "x-ratelimit-reset-requests"?: string;
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The provider could not be reached or answered nonsense. */
+            502: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The provider did not answer in time. */
+            504: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Any other error the provider answered, in OpenAI's error shape with the provider's status. */
+            default: {
+                headers: {
                     "x-relay-request-id": components["headers"]["RequestId"];
                     "x-request-id": components["headers"]["RequestIdCompat"];
                     [name: string]: unknown;

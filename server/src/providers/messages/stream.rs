@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::error::anthropic_error;
@@ -13,17 +12,7 @@ use crate::providers::unified::{ChatContext, SseEvent, StreamItem, StreamTransla
 
 /// One SSE frame: `event: <name>` and the data, line by line.
 fn frame(name: &str, data: &str) -> StreamItem {
-    let mut out = String::with_capacity(data.len() + name.len() + 16);
-    out.push_str("event: ");
-    out.push_str(name);
-    out.push('\n');
-    for line in data.split('\n') {
-        out.push_str("data: ");
-        out.push_str(line);
-        out.push('\n');
-    }
-    out.push('\n');
-    StreamItem::Raw(Bytes::from(out))
+    StreamItem::Raw(crate::sse::named_frame(name, data))
 }
 
 fn event(v: &Value) -> StreamItem {
