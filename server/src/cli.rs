@@ -42,6 +42,13 @@ pub enum Command {
     /// Print the OpenAPI 3.1 document of the HTTP API (regenerates openapi/openapi.json:
     /// `cargo run -q -p relay -- openapi > openapi/openapi.json`).
     Openapi,
+    /// Exit 0 when the server on this machine is ready (`GET /api/ready` answers 200): the
+    /// container health check.
+    Healthcheck {
+        /// The server's listen address (a wildcard address is asked on loopback).
+        #[arg(long, env = "RELAY_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -305,6 +312,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Apikey(cmd) => apikey(cmd).await,
+        Command::Healthcheck { listen } => healthcheck(&listen).await,
         Command::Openapi => {
             let mut stdout = out();
             stdout.write_all(crate::openapi::to_pretty_json()?.as_bytes())?;
@@ -420,6 +428,21 @@ async fn apikey(cmd: ApikeyCommand) -> anyhow::Result<()> {
             writeln!(out(), "Revoked API key {id}.")?;
         }
     }
+    Ok(())
+}
+
+async fn healthcheck(listen: &str) -> anyhow::Result<()> {
+    let addr: std::net::SocketAddr =
+        listen.parse().with_context(|| format!("RELAY_LISTEN ({listen}) is not an address such as 127.0.0.1:8080"))?;
+    let host = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let url = format!("http://{}/api/ready", std::net::SocketAddr::new(host, addr.port()));
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(2)).no_proxy().build()?;
+    let res = client.get(&url).send().await.with_context(|| format!("{url} did not answer"))?;
+    anyhow::ensure!(res.status().is_success(), "{url} answered {}", res.status());
     Ok(())
 }
 

@@ -50,6 +50,14 @@ async fn relay_serve_with_no_configuration_runs_embedded() {
     let server = ServerProcess::start(&[], Some(&dir));
     assert_eq!(reqwest::get(server.url("/api/health")).await.expect("health").status(), 200);
     assert_eq!(std::fs::read_to_string(data.join("master.key")).expect("read key"), master);
+
+    // The container health check (Dockerfile, docker-compose.yml): ready → 0, nothing there → 1.
+    let listen = server.address.trim_start_matches("http://").replace("127.0.0.1", "0.0.0.0");
+    let (status, _, err) = run_cli(&["healthcheck"], &[("RELAY_LISTEN", listen.as_str())], None);
+    assert!(status.success(), "{err}");
+    drop(server);
+    let (status, _, err) = run_cli(&["healthcheck"], &[("RELAY_LISTEN", listen.as_str())], None);
+    assert!(!status.success() && err.contains("did not answer"), "{err}");
 }
 
 #[test]
