@@ -631,6 +631,7 @@ async fn check_audit(store: DynStore) -> anyhow::Result<()> {
         actor: if tenant_id.is_some() { "api_key:abc".into() } else { "operator".into() },
         action: action.into(),
         target: target.map(str::to_owned),
+        address: tenant_id.map(|_| "2001:db8::1".to_owned()),
         created_at: t(at),
     };
     let a1 = event(Some(a.id), "end_user.delete", Some("end_user:1"), 1);
@@ -718,6 +719,7 @@ async fn check_timestamps_round_trip(store: DynStore) -> anyhow::Result<()> {
                 actor: "test".into(),
                 action: "time".into(),
                 target: None,
+                address: Some("192.0.2.7".into()),
                 created_at: when,
             })
             .await?;
