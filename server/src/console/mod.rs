@@ -361,6 +361,7 @@ impl Console {
     /// give its own password (an invite never changes one). Returns the email and tenant name.
     pub async fn accept_invite(
         &self,
+        limiter: &RateLimiter,
         token: &str,
         password: SecretString,
         address: Option<String>,
@@ -381,6 +382,11 @@ impl Console {
         let existing = console.find_account_by_email(&info.email).await?;
         let new_account = match existing {
             Some(account) => {
+                // A password check like sign-in's, under the same per-account limit.
+                let decision = limiter.check(Scope::ConsoleAccount, account.email.as_bytes(), account_rate()).await;
+                if !decision.allowed {
+                    return Err(decision.error());
+                }
                 let phc = account.password_hash.clone();
                 if !blocking(move || password::verify(&password, &phc)).await? {
                     return Err(ApiError::forbidden(
