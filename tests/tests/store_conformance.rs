@@ -87,11 +87,16 @@ macro_rules! all_checks {
             check_webhook_outbox => postgres_webhook_outbox, sqlite_webhook_outbox;
             check_webhook_concurrent_claims => postgres_webhook_concurrent_claims, sqlite_webhook_concurrent_claims;
             check_webhook_claims_with_skewed_clocks => postgres_webhook_claims_with_skewed_clocks, sqlite_webhook_claims_with_skewed_clocks;
+            check_console => postgres_console, sqlite_console;
         }
     };
 }
 
 all_checks!(conformance);
+
+#[path = "store_conformance/console.rs"]
+mod console_checks;
+use console_checks::check_console;
 
 #[path = "store_conformance/webhooks.rs"]
 mod webhook_checks;
