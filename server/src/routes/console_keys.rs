@@ -70,7 +70,7 @@ pub struct KeyList {
 pub async fn list(auth: ConsoleAuth, store: web::Data<dyn Store>) -> Result<HttpResponse, ApiError> {
     let tenant_id = auth.user.tenant_with(Role::Viewer)?;
     let mut keys = store.list_api_keys(tenant_id).await?;
-    keys.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
     let used: HashMap<_, _> = store.console().api_keys_last_used(tenant_id).await?.into_iter().collect();
     let data = keys
         .into_iter()
