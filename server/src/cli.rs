@@ -39,6 +39,9 @@ pub enum Command {
     /// Manage master keys (KEKs).
     #[command(subcommand)]
     Kek(KekCommand),
+    /// Manage console accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Print the OpenAPI 3.1 document of the HTTP API (regenerates openapi/openapi.json:
     /// `cargo run -q -p relay -- openapi > openapi/openapi.json`).
     Openapi,
@@ -53,10 +56,17 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
-    /// Create a tenant and its first API key (printed once).
+    /// Create a tenant and its first API key (printed once); with --owner-email, also a one-time
+    /// console invite link (7 days) where the owner sets a password.
     Create {
         #[arg(long)]
         name: String,
+        /// Invite this email as the tenant's owner in the console.
+        #[arg(long, value_name = "EMAIL")]
+        owner_email: Option<String>,
+        /// Where the console is served, for the invite link (default http://localhost:8080).
+        #[arg(long, env = "RELAY_PUBLIC_URL", value_name = "URL")]
+        public_url: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -160,6 +170,35 @@ pub enum ApikeyCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a console account; the password is read from standard input (one line).
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (required: never on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// The account may operate the server (operator pages come later).
+        #[arg(long)]
+        operator: bool,
+        /// Make the account a member of this tenant…
+        #[arg(long, requires = "role")]
+        tenant: Option<Uuid>,
+        /// …with this role: owner, admin or viewer.
+        #[arg(long, requires = "tenant", value_parser = parse_role)]
+        role: Option<crate::store::console::Role>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn parse_role(raw: &str) -> Result<crate::store::console::Role, String> {
+    crate::store::console::Role::parse(raw).ok_or_else(|| "a role is owner, admin or viewer".to_owned())
+}
+
+#[derive(Debug, Subcommand)]
 pub enum KekCommand {
     /// Re-wrap every stored data key under the newest master key. Safe while servers run.
     Rotate {
@@ -195,11 +234,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(out(), "Migrations applied ({}).", store.backend())?;
             Ok(())
         }
-        Command::Tenant(TenantCommand::Create { name, json, store }) => {
+        Command::Tenant(TenantCommand::Create { name, owner_email, public_url, json, store }) => {
             let name = name.trim();
             anyhow::ensure!(!name.is_empty() && name.chars().count() <= 200, "--name must be 1 to 200 characters");
+            let owner = owner_email
+                .as_deref()
+                .map(|e| {
+                    crate::console::Email::parse(e)
+                        .map_err(|_| anyhow::anyhow!("--owner-email is not an email address"))
+                })
+                .transpose()?;
             let (store, _) = open_store(&store).await?;
             let (tenant, key) = tenants::create_tenant(&store, name, "operator").await?;
+            let invite = match &owner {
+                Some(email) => {
+                    let console = crate::console::Console::new(store.clone(), public_url.as_deref());
+                    let invite = console
+                        .invite(tenant.id, email, crate::store::console::Role::Owner, "operator", None)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("could not create the invite: {}", e.message()))?;
+                    let origin = console.public_origin().unwrap_or("http://localhost:8080").to_owned();
+                    Some(crate::console::invite_url(&origin, &invite.token))
+                }
+                None => None,
+            };
             if json {
                 let v = json!({
                     "tenantId": tenant.id,
@@ -207,11 +265,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "appId": tenant.app_id,
                     "apiKey": key.secret.expose_secret(),
                     "apiKeyId": key.record.public_id,
+                    "ownerInviteUrl": invite,
                 });
                 writeln!(out(), "{v}")?;
             } else {
                 writeln!(out(), "Created tenant {:?} with id {} (app id {})", tenant.name, tenant.id, tenant.app_id)?;
                 writeln!(out(), "API key (shown once, store it now): {}", key.secret.expose_secret())?;
+                if let (Some(url), Some(email)) = (&invite, &owner) {
+                    writeln!(out(), "Console invite for {} (one use, 7 days): {url}", email.as_str())?;
+                }
             }
             Ok(())
         }
@@ -313,6 +375,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Apikey(cmd) => apikey(cmd).await,
         Command::Healthcheck { listen } => healthcheck(&listen).await,
+        Command::Admin(AdminCommand::Create { email, password_stdin, operator, tenant, role, json, store }) => {
+            anyhow::ensure!(password_stdin, "--password-stdin is required");
+            let email =
+                crate::console::Email::parse(&email).map_err(|_| anyhow::anyhow!("--email is not an email address"))?;
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("could not read the password from standard input")?;
+            let password = secrecy::SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned());
+            let membership = tenant.zip(role);
+            let (store, _) = open_store(&store).await?;
+            let account = crate::console::create_account(&store, &email, password, operator, membership).await?;
+            if json {
+                let v = json!({
+                    "accountId": account.id, "email": account.email, "operator": account.operator,
+                    "tenantId": tenant, "role": role.map(|r| r.as_str()),
+                });
+                writeln!(out(), "{v}")?;
+            } else {
+                writeln!(out(), "Created console account {} ({}).", account.email, account.id)?;
+            }
+            Ok(())
+        }
         Command::Openapi => {
             let mut stdout = out();
             stdout.write_all(crate::openapi::to_pretty_json()?.as_bytes())?;

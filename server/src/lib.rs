@@ -23,6 +23,9 @@
 //!   connection cap).
 //! - `retention` prunes expired usage events, daily usage roll-ups and spend counters in small
 //!   batches; `store::usage` holds the roll-ups `routes::usage` reads for whole days.
+//! - `console` owns the console's accounts (Argon2id passwords), sessions, invites and roles;
+//!   `auth::console` authenticates its requests (session cookie, CSRF token, same-origin check)
+//!   and `routes::console_*` serve its JSON API and its pages (embedded from `console/`).
 //! - `webhooks` owns signed webhooks: endpoints, `Webhooks::emit` (called after an action, like
 //!   `audit::record`), the durable outbox's delivery worker, and signing.
 //!
@@ -36,6 +39,7 @@ pub mod budgets;
 pub mod cli;
 pub mod client_limits;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod error;
 pub mod gateway;

@@ -61,6 +61,25 @@ status; every answer carries `x-relay-request-id` (and the same value in `x-requ
         routes::byok::list_keys,
         routes::byok::store_key,
         routes::byok::delete_key,
+        routes::console_session::sign_in,
+        routes::console_session::sign_out,
+        routes::console_session::me,
+        routes::console_session::change_password,
+        routes::console_session::accept_invite,
+        routes::console_keys::list,
+        routes::console_keys::create,
+        routes::console_keys::revoke,
+        routes::console_users::search,
+        routes::console_users::get,
+        routes::console_users::erase,
+        routes::console_members::list,
+        routes::console_members::invite,
+        routes::console_members::change_role,
+        routes::console_members::remove,
+        routes::console_pages::home,
+        routes::console_pages::page,
+        routes::console_pages::invite,
+        routes::console_pages::asset,
     ),
     modifiers(&SecuritySchemes, &RateLimitResponses, &RequestIdHeaders),
     tags(
@@ -70,6 +89,7 @@ status; every answer carries `x-relay-request-id` (and the same value in `x-requ
         (name = "widget", description = "The key-connect widget and the routes it calls with a registration token."),
         (name = "byok-flow", description = "The byok-relay flow for browser-only apps (per tenant, off by default)."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
+        (name = "console", description = "The console's pages and JSON API, for tenant members signed in with the `relay_console` session cookie. State-changing calls need the session's CSRF token in `x-relay-csrf` and must come from the console's own origin."),
     )
 )]
 pub struct ApiDoc;
@@ -98,6 +118,13 @@ Backend use only.",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "x-api-key",
                 "The same `rly-…` key in `x-api-key`, as the official Anthropic SDKs send it (`POST /v1/messages` only).",
+            ))),
+        );
+        components.add_security_scheme(
+            "console_session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::console::COOKIE,
+                "The console's session cookie, set by `POST /console/api/sign-in` (HttpOnly, SameSite=Strict, Path=/console).",
             ))),
         );
         components.add_security_scheme(
@@ -149,7 +176,8 @@ impl Modify for RequestIdHeaders {
 struct RateLimitResponses;
 
 /// Public operations limited per client address.
-const IP_LIMITED: &[&str] = &["registerAnonymousUser", "describeRegistrationToken", "connectKey"];
+const IP_LIMITED: &[&str] =
+    &["registerAnonymousUser", "describeRegistrationToken", "connectKey", "consoleSignIn", "consoleAcceptInvite"];
 
 impl Modify for RateLimitResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -341,6 +369,13 @@ mod tests {
                 if path.starts_with("/keys") {
                     // Public to the developer-key check; the handler requires a session token.
                     assert!(public && secured, "{method} {path}: session-token route");
+                } else if crate::auth::console::is_console_path(path) {
+                    // The console authenticates with its session cookie, never a developer key.
+                    let open = path.starts_with("/console/api/sign-in")
+                        || path.starts_with("/console/api/invites/accept")
+                        || !path.starts_with("/console/api/");
+                    assert!(!is_public(&method.to_uppercase(), &concrete), "{method} {path}: not in PUBLIC_ROUTES");
+                    assert_eq!(secured, !open, "{method} {path}: console_session security");
                 } else {
                     assert_eq!(public, !secured, "{method} {path}: public {public}, documented security {secured}");
                 }

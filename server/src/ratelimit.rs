@@ -1,5 +1,6 @@
 //! Rate limits: GCRA (the generic cell rate algorithm) per `rly-` key, per end user (paid and
-//! free tiers apart), and per client IP on the public registration and connect routes.
+//! free tiers apart), per client IP on the public registration and connect routes, and per
+//! account and per client IP on the console's sign-in.
 //!
 //! A limit is a rate, `count/period`, with a burst of `count`: a fresh client may send `count`
 //! requests at once, then one more every `period / count`. GCRA keeps a single number per
@@ -30,9 +31,15 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     ApiKey,
-    EndUser { paid: bool },
+    EndUser {
+        paid: bool,
+    },
     Registration,
     Connect,
+    /// Console sign-in attempts for one email address (known or not).
+    ConsoleAccount,
+    /// Console sign-in attempts from one client address.
+    ConsoleAddress,
 }
 
 impl Scope {
@@ -43,6 +50,8 @@ impl Scope {
             Scope::EndUser { paid: false } => "end_user_free",
             Scope::Registration => "ip_registration",
             Scope::Connect => "ip_connect",
+            Scope::ConsoleAccount => "console_account",
+            Scope::ConsoleAddress => "ip_console",
         }
     }
 
@@ -53,6 +62,8 @@ impl Scope {
             Scope::EndUser { paid: false } => "this end user on the free tier",
             Scope::Registration => "registrations from this address",
             Scope::Connect => "key connections from this address",
+            Scope::ConsoleAccount => "sign-ins to this account",
+            Scope::ConsoleAddress => "sign-ins from this address",
         }
     }
 }

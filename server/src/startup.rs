@@ -15,6 +15,7 @@ use crate::browser::{self, BrowserAccess};
 use crate::budgets::Budgets;
 use crate::client_limits;
 use crate::config::Config;
+use crate::console::Console;
 use crate::error::{json_error, ApiError};
 use crate::keys::KeyService;
 use crate::metrics::Metrics;
@@ -55,6 +56,7 @@ struct Services {
     upstream: web::Data<Upstream>,
     settings: web::Data<ServerSettings>,
     webhooks: web::Data<Webhooks>,
+    console: web::Data<Console>,
 }
 
 impl Services {
@@ -77,6 +79,7 @@ impl Services {
             .app_data(self.upstream.clone())
             .app_data(self.settings.clone())
             .app_data(self.webhooks.clone())
+            .app_data(self.console.clone())
     }
 }
 
@@ -118,6 +121,7 @@ impl Application {
             .with_metrics(&metrics);
         let sessions = SessionService::load(store.clone(), keys.vault()).await?;
         let browser = BrowserAccess::new(store.clone(), &config.browser, config.public_url.as_deref());
+        let console = Console::new(store.clone(), config.public_url.as_deref());
         let limiter = match &config.redis {
             Some(redis) => {
                 use secrecy::ExposeSecret;
@@ -163,6 +167,7 @@ impl Application {
                 metrics_elsewhere: config.metrics_listen.is_some(),
             }),
             webhooks: web::Data::new(webhooks),
+            console: web::Data::new(console),
         };
         let metrics_server = match &config.metrics_listen {
             Some(addr) => {

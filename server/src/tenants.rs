@@ -42,6 +42,17 @@ pub async fn create_tenant(store: &DynStore, name: &str, actor: &str) -> Result<
 }
 
 pub async fn create_api_key(store: &DynStore, tenant_id: Uuid, name: Option<&str>, actor: &str) -> Result<NewApiKey> {
+    create_api_key_from(store, tenant_id, name, actor, None).await
+}
+
+/// `create_api_key`, audited with the client address the request came from.
+pub async fn create_api_key_from(
+    store: &DynStore,
+    tenant_id: Uuid,
+    name: Option<&str>,
+    actor: &str,
+    address: Option<String>,
+) -> Result<NewApiKey> {
     let (secret, parsed): (SecretString, ParsedApiKey) = generate_api_key();
     let record = ApiKeyRecord {
         id: Uuid::new_v4(),
@@ -54,7 +65,8 @@ pub async fn create_api_key(store: &DynStore, tenant_id: Uuid, name: Option<&str
         revoked_at: None,
     };
     store.insert_api_key(&record).await?;
-    crate::audit::record(&**store, Some(tenant_id), actor, "api_key.create", Some(record.id.to_string())).await;
+    let target = Some(record.id.to_string());
+    crate::audit::record_from(&**store, Some(tenant_id), actor, "api_key.create", target, address).await;
     Ok(NewApiKey { secret, display: parsed.display(), record })
 }
 

@@ -71,6 +71,7 @@ fn concrete(path: &str) -> String {
             "{asset}" => "app.js",
             "{provider}" => "openai",
             "{scope}" => "tenant",
+            "{page}" => "keys",
             "{path}" => "v1/models",
             s if s.starts_with('{') => "x",
             s => s,

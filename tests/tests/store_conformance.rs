@@ -87,11 +87,16 @@ macro_rules! all_checks {
             check_webhook_outbox => postgres_webhook_outbox, sqlite_webhook_outbox;
             check_webhook_concurrent_claims => postgres_webhook_concurrent_claims, sqlite_webhook_concurrent_claims;
             check_webhook_claims_with_skewed_clocks => postgres_webhook_claims_with_skewed_clocks, sqlite_webhook_claims_with_skewed_clocks;
+            check_console => postgres_console, sqlite_console;
         }
     };
 }
 
 all_checks!(conformance);
+
+#[path = "store_conformance/console.rs"]
+mod console_checks;
+use console_checks::check_console;
 
 #[path = "store_conformance/webhooks.rs"]
 mod webhook_checks;
@@ -631,6 +636,7 @@ async fn check_audit(store: DynStore) -> anyhow::Result<()> {
         actor: if tenant_id.is_some() { "api_key:abc".into() } else { "operator".into() },
         action: action.into(),
         target: target.map(str::to_owned),
+        address: tenant_id.map(|_| "2001:db8::1".to_owned()),
         created_at: t(at),
     };
     let a1 = event(Some(a.id), "end_user.delete", Some("end_user:1"), 1);
@@ -718,6 +724,7 @@ async fn check_timestamps_round_trip(store: DynStore) -> anyhow::Result<()> {
                 actor: "test".into(),
                 action: "time".into(),
                 target: None,
+                address: Some("192.0.2.7".into()),
                 created_at: when,
             })
             .await?;

@@ -1,7 +1,9 @@
 //! Who is calling. Deny by default: `authenticate` runs on every route and lets a request through
-//! without a developer key only if its route is in `PUBLIC_ROUTES`.
+//! without a developer key only if its route is in `PUBLIC_ROUTES` or is the console's, which
+//! authenticates with its own session cookie (`console::ConsoleAuth`).
 
 mod caller;
+pub mod console;
 pub mod session;
 pub mod tokens;
 
@@ -100,7 +102,10 @@ pub async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if is_public(req.method().as_str(), req.path()) || is_browser_session_call(&req) {
+    if is_public(req.method().as_str(), req.path())
+        || is_browser_session_call(&req)
+        || console::is_console_path(req.path())
+    {
         return next.call(req).await.map(|res| with_limit_headers(res.map_into_boxed_body()));
     }
     let (store, limiter) = match (data::<dyn Store>(req.request()), data::<RateLimiter>(req.request())) {

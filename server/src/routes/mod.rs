@@ -5,6 +5,11 @@
 pub(crate) mod budgets;
 pub(crate) mod byok;
 pub(crate) mod connect;
+pub(crate) mod console_keys;
+pub(crate) mod console_members;
+pub(crate) mod console_pages;
+pub(crate) mod console_session;
+pub(crate) mod console_users;
 pub(crate) mod health;
 pub(crate) mod messages;
 pub(crate) mod registration_tokens;
@@ -102,6 +107,34 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(webhooks::delete)),
         )
         .service(resource("/v1/webhook-endpoints/{id}/deliveries").route(web::get().to(webhooks::deliveries)))
+        .service(resource("/console/api/sign-in").route(web::post().to(console_session::sign_in)))
+        .service(resource("/console/api/sign-out").route(web::post().to(console_session::sign_out)))
+        .service(resource("/console/api/me").route(web::get().to(console_session::me)))
+        .service(resource("/console/api/password").route(web::post().to(console_session::change_password)))
+        .service(resource("/console/api/invites/accept").route(web::post().to(console_session::accept_invite)))
+        .service(
+            resource("/console/api/keys")
+                .route(web::get().to(console_keys::list))
+                .route(web::post().to(console_keys::create)),
+        )
+        .service(resource("/console/api/keys/{id}").route(web::delete().to(console_keys::revoke)))
+        .service(resource("/console/api/end-users").route(web::get().to(console_users::search)))
+        .service(
+            resource("/console/api/end-users/{label}")
+                .route(web::get().to(console_users::get))
+                .route(web::delete().to(console_users::erase)),
+        )
+        .service(resource("/console/api/members").route(web::get().to(console_members::list)))
+        .service(resource("/console/api/members/invites").route(web::post().to(console_members::invite)))
+        .service(
+            resource("/console/api/members/{account_id}")
+                .route(web::patch().to(console_members::change_role))
+                .route(web::delete().to(console_members::remove)),
+        )
+        .service(resource("/console").route(web::get().to(console_pages::home)))
+        .service(resource("/console/assets/{asset}").route(web::get().to(console_pages::asset)))
+        .service(resource("/console/invite/{token}").route(web::get().to(console_pages::invite)))
+        .service(resource("/console/{page}").route(web::get().to(console_pages::page)))
         .service(web::resource("/relay/{provider}/{tail:.*}").to(relay::relay));
 }
 

@@ -34,7 +34,7 @@ pub struct Asset {
 }
 
 impl Asset {
-    fn new(body: &'static str, content_type: &'static str) -> Self {
+    pub(crate) fn new(body: &'static str, content_type: &'static str) -> Self {
         let version = Sha256::digest(body.as_bytes())[..8].iter().map(|b| format!("{b:02x}")).collect();
         let integrity =
             format!("sha384-{}", base64::engine::general_purpose::STANDARD.encode(Sha384::digest(body.as_bytes())));
@@ -74,7 +74,7 @@ pub fn assets() -> &'static Assets {
 pub struct AssetQuery {
     /// The content hash (the `ETag`, also in `X-Relay-Widget-Version`): with the current one the
     /// answer is cacheable for a year.
-    v: Option<String>,
+    pub(crate) v: Option<String>,
 }
 
 /// `GET /widget.js`: short-cached and revalidated by `ETag`; `GET /widget.js?v=<hash>` (the
@@ -160,7 +160,7 @@ pub async fn asset(
     Ok(res)
 }
 
-fn serve_asset(req: &HttpRequest, asset: &Asset, requested: Option<&str>) -> HttpResponse {
+pub(crate) fn serve_asset(req: &HttpRequest, asset: &Asset, requested: Option<&str>) -> HttpResponse {
     let etag = format!("\"{}\"", asset.version);
     let cache = if requested == Some(asset.version.as_str()) { IMMUTABLE } else { SHORT_CACHE };
     let fresh = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| {

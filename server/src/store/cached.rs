@@ -508,6 +508,10 @@ impl Store for CachedStore {
         self.inner.follow_changes(seen).await
     }
 
+    fn console(&self) -> &dyn super::console::ConsoleStore {
+        self.inner.console()
+    }
+
     async fn append_audit(&self, event: &AuditEvent) -> Result<()> {
         self.inner.append_audit(event).await
     }

@@ -83,6 +83,7 @@ impl Dialect for Postgres {
         (7, "key_health", include_str!("../../../migrations/postgres/0007_key_health.sql")),
         (8, "budgets", include_str!("../../../migrations/postgres/0008_budgets.sql")),
         (9, "usage_retention", include_str!("../../../migrations/postgres/0009_usage_retention.sql")),
+        (10, "console", include_str!("../../../migrations/postgres/0010_console.sql")),
     ];
 
     const CLAIM_LOCK: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(7245001)");
@@ -157,6 +158,7 @@ impl Dialect for Sqlite {
         (7, "key_health", include_str!("../../../migrations/sqlite/0007_key_health.sql")),
         (8, "budgets", include_str!("../../../migrations/sqlite/0008_budgets.sql")),
         (9, "usage_retention", include_str!("../../../migrations/sqlite/0009_usage_retention.sql")),
+        (10, "console", include_str!("../../../migrations/sqlite/0010_console.sql")),
     ];
 
     const CLAIM_LOCK: Option<&'static str> = None;

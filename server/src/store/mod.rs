@@ -2,10 +2,12 @@
 //! (embedded default) implementation. Both pass the same conformance suite (tests/).
 
 pub mod cached;
+pub mod console;
 mod dialect;
 mod postgres;
 mod rows;
 mod sql;
+mod sql_console;
 mod sql_money;
 mod sql_usage;
 mod sql_webhooks;
@@ -278,6 +280,8 @@ pub struct AuditEvent {
     pub actor: String,
     pub action: String,
     pub target: Option<String>,
+    /// Where the action came from (the client address), when it came over HTTP.
+    pub address: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -622,6 +626,8 @@ pub trait Store: Send + Sync + 'static {
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<()>;
+    /// The console's accounts, memberships, invites and sessions (console.rs).
+    fn console(&self) -> &dyn console::ConsoleStore;
     async fn list_audit(&self, tenant_id: Option<Uuid>, limit: u32) -> Result<Vec<AuditEvent>>;
 
     // --- Key health (issue #12): a stored key's status as the providers' answers showed it. ---

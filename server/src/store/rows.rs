@@ -121,6 +121,7 @@ pub(super) fn audit_event(row: &impl Fields) -> Result<AuditEvent> {
         actor: row.text("actor")?,
         action: row.text("action")?,
         target: row.opt_text("target")?,
+        address: row.opt_text("address")?,
         created_at: row.time("created_at")?,
     })
 }

@@ -667,15 +667,22 @@ where
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> Result<()> {
-        sqlx::query("INSERT INTO audit_log (tenant_id, actor, action, target, created_at) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query(
+            "INSERT INTO audit_log (tenant_id, actor, action, target, address, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
             .bind(e.tenant_id.map(DB::id))
             .bind(e.actor.as_str())
             .bind(e.action.as_str())
             .bind(e.target.as_deref())
+            .bind(e.address.as_deref())
             .bind(DB::time(e.created_at))
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    fn console(&self) -> &dyn super::console::ConsoleStore {
+        self
     }
 
     async fn set_provider_key_health(&self, id: Uuid, health: &KeyHealth) -> Result<bool> {
@@ -698,7 +705,7 @@ where
 
     async fn list_audit(&self, tenant_id: Option<Uuid>, limit: u32) -> Result<Vec<AuditEvent>> {
         sqlx::query(
-            "SELECT tenant_id, actor, action, target, created_at FROM audit_log \
+            "SELECT tenant_id, actor, action, target, address, created_at FROM audit_log \
              WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY id DESC LIMIT $2",
         )
         .bind(tenant_id.map(DB::id))

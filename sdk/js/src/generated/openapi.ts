@@ -64,6 +64,318 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/console": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The console (its home page) */
+        get: operations["consolePage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/console/api/end-users": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Search end users */
+        get: operations["consoleSearchEndUsers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/console/api/end-users/{label}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get an end user */
+        get: operations["consoleGetEndUser"];
+        put?: never;
+        post?: never;
+        /**
+         * Erase an end user
+         * @description Deletes the end user and everything stored for them (keys, tokens, usage).
+         */
+        delete: operations["consoleEraseEndUser"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/console/api/invites/accept": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Accept an invite
+         * @description Sets the password of the invited email's new account (an existing account gives its own
+         *     password instead) and joins the tenant with the invite's role. One use; 7 days.
+         */
+        post: operations["consoleAcceptInvite"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/console/api/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List API keys */
+        get: operations["consoleListApiKeys"];
+        put?: never;
+        /**
+         * Create an API key
+         * @description The secret is in this answer only.
+         */
+        post: operations["consoleCreateApiKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/console/api/keys/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke an API key
+         * @description Calls with the key fail at once (on every node within the cache's lifetime).
+         */
+        delete: operations["consoleRevokeApiKey"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/console/api/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Who is signed in
+         * @description The account, its tenant and role, and the session's CSRF token.
+         */
+        get: operations["consoleMe"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/console/api/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List members */
+        get: operations["consoleListMembers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/console/api/members/invites": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Invite a member
+         * @description A one-time link, valid for 7 days, where the invitee sets a password (or, with an account
+         *     already, gives theirs) and joins with `role`. Relay sends no email: pass the link on.
+         */
+        post: operations["consoleInviteMember"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/console/api/members/{account_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove a member
+         * @description Their sessions in this tenant end at once.
+         */
+        delete: operations["consoleRemoveMember"];
+        options?: never;
+        head?: never;
+        /** Change a member's role */
+        patch: operations["consoleChangeMemberRole"];
+        trace?: never;
+    };
+    "/console/api/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Change the password
+         * @description Every session of the account ends, this one included: sign in again.
+         */
+        post: operations["consoleChangePassword"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/console/api/sign-in": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign in to the console
+         * @description Opens a session (cookie `relay_console`: HttpOnly, SameSite=Strict, Path=/console) in the
+         *     account's first tenant. Throttled per account and per client address; an unknown email gets
+         *     the same answer as a wrong password.
+         */
+        post: operations["consoleSignIn"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/console/api/sign-out": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign out
+         * @description Ends this session (server-side) and clears the cookie.
+         */
+        post: operations["consoleSignOut"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/console/assets/{asset}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The console's script, styles and strings */
+        get: operations["consoleAsset"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/console/invite/{token}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The page of an invite link
+         * @description Where the invitee sets a password. The token stays in the page (the page sends it to `POST /console/api/invites/accept`); the page sends no referrer.
+         */
+        get: operations["consoleInvitePage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/console/{page}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A console page */
+        get: operations["consoleNamedPage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/keys": {
         parameters: {
             query?: never;
@@ -679,6 +991,20 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        AcceptInvite: {
+            /**
+             * Format: password
+             * @description A new account's password (at least 12 characters), or an existing account's own.
+             */
+            password: string;
+            /** @description The token from the invite link (`/console/invite/<token>`). */
+            token: string;
+        };
+        AcceptedInvite: {
+            /** @description Sign in with this email. */
+            email: string;
+            tenantName: string;
+        };
         /**
          * @example {
          *       "expiresAt": "2026-01-02T12:00:00Z",
@@ -938,6 +1264,114 @@ export interface components {
             fingerprint: string;
             provider: components["schemas"]["ProviderId"];
         };
+        ConsoleApiKey: {
+            /** Format: date-time */
+            createdAt: string;
+            /** @description `rly-…WXYZ`: enough to recognise the key, never the key. */
+            display: string;
+            /** @description The key's public id (what revoking takes). */
+            id: string;
+            /**
+             * Format: date-time
+             * @description The last call recorded for this key (from the usage events still kept); null if none.
+             */
+            lastUsedAt: string | null;
+            name: string | null;
+            /** Format: date-time */
+            revokedAt: string | null;
+        };
+        ConsoleApiKeyList: {
+            data: components["schemas"]["ConsoleApiKey"][];
+        };
+        ConsoleConnectedKey: {
+            /** Format: date-time */
+            createdAt: string;
+            /** @description `sk-proj-…WXYZ`: enough to recognise the key, never the key. */
+            fingerprint: string;
+            /** Format: date-time */
+            lastUsedAt: string | null;
+            provider: string;
+            status: components["schemas"]["KeyStatus"];
+            /** Format: date-time */
+            statusAt: string | null;
+            statusReason: string | null;
+        };
+        ConsoleCreateApiKey: {
+            /**
+             * @description What the key is for (up to 100 characters).
+             * @example production backend
+             */
+            name?: string | null;
+        };
+        ConsoleCreatedApiKey: components["schemas"]["ConsoleApiKey"] & {
+            /** @description The secret key, shown this once: store it now. */
+            apiKey: string;
+        };
+        ConsoleEndUser: {
+            /** Format: date-time */
+            createdAt: string;
+            label: string;
+            paid: boolean;
+            providers: components["schemas"]["ConsoleConnectedKey"][];
+        };
+        ConsoleEndUserPage: {
+            data: components["schemas"]["ConsoleEndUserSummary"][];
+            /** @description Pass as `after` for the next page; null on the last one. */
+            next: string | null;
+        };
+        ConsoleEndUserSummary: {
+            /** Format: date-time */
+            createdAt: string;
+            label: string;
+            paid: boolean;
+        };
+        ConsoleErasedEndUser: {
+            /** @description Always true. */
+            deleted: boolean;
+            label: string;
+        };
+        ConsoleInvite: {
+            email: string;
+            /** Format: date-time */
+            expiresAt: string;
+            /** @description The one-time link (7 days) to pass on to the invitee; shown this once. */
+            inviteUrl: string;
+            role: components["schemas"]["Role"];
+        };
+        ConsoleInviteRequest: {
+            /** @example colleague@example.com */
+            email: string;
+            role: components["schemas"]["Role"];
+        };
+        ConsoleMember: {
+            accountId: string;
+            /** Format: date-time */
+            createdAt: string;
+            email: string;
+            role: components["schemas"]["Role"];
+        };
+        ConsoleMemberList: {
+            data: components["schemas"]["ConsoleMember"][];
+        };
+        ConsoleRemovedMember: {
+            accountId: string;
+            /** @description Always true. */
+            removed: boolean;
+        };
+        ConsoleRevokedApiKey: {
+            id: string;
+            /** @description Always true. */
+            revoked: boolean;
+        };
+        ConsoleRoleChange: {
+            role: components["schemas"]["Role"];
+        };
+        ConsoleTenant: {
+            id: string;
+            name: string;
+            /** @description The member's role in this tenant. */
+            role: components["schemas"]["Role"];
+        };
         /**
          * @example {
          *       "description": "production",
@@ -1146,6 +1580,21 @@ export interface components {
              */
             p95: number;
         };
+        /** @description Who is signed in, and the CSRF token the page sends back in `x-relay-csrf`. */
+        Me: {
+            accountId: string;
+            /** @description Send it as `x-relay-csrf` with every state-changing console call. */
+            csrfToken: string;
+            email: string;
+            /** @description A console operator (manages the server; operator pages come later). */
+            operator: boolean;
+            /**
+             * Format: date-time
+             * @description The session's absolute end (it also ends after 30 minutes without a request).
+             */
+            sessionExpiresAt: string;
+            tenant: components["schemas"]["ConsoleTenant"] | null;
+        };
         /**
          * @description An Anthropic Messages request. Any other Anthropic field is passed to Anthropic as sent; for
          *     other providers an unknown field is a 400 naming it.
@@ -1222,6 +1671,15 @@ export interface components {
         };
         /** @description Relay's error (OpenAI's shape), or the provider's error answer unchanged. */
         PassthroughError: components["schemas"]["Error"] | unknown;
+        PasswordChange: {
+            /** Format: password */
+            currentPassword: string;
+            /**
+             * Format: password
+             * @description At least 12 characters.
+             */
+            newPassword: string;
+        };
         /**
          * @description A provider Relay holds keys for.
          * @enum {string}
@@ -1359,6 +1817,11 @@ export interface components {
             revoked: boolean;
         };
         /**
+         * @description What a console member may do in a tenant.
+         * @enum {string}
+         */
+        Role: "viewer" | "admin" | "owner";
+        /**
          * @example {
          *       "endUserLabel": "user_123",
          *       "expiresAt": "2026-01-01T12:15:00Z",
@@ -1396,6 +1859,12 @@ export interface components {
             expiresIn?: number | null;
             /** @description Providers the token may act for; omitted: all. */
             providers?: components["schemas"]["ProviderId"][] | null;
+        };
+        SignInRequest: {
+            /** @example owner@example.com */
+            email: string;
+            /** Format: password */
+            password: string;
         };
         /**
          * @example {
@@ -1764,6 +2233,1101 @@ export interface operations {
             };
             /** @description The query string is not valid (`invalid_query`). */
             400: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consolePage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The HTML page. */
+            200: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html; charset=utf-8": string;
+                };
+            };
+        };
+    };
+    consoleSearchEndUsers: {
+        parameters: {
+            query?: {
+                /** @description Labels that start with this (exactly; empty: every end user). */
+                prefix?: string;
+                /** @description The `next` of the previous page. */
+                after?: string;
+                /** @description At most this many (1–100, default 50). */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of end users, by label. */
+            200: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsoleEndUserPage"];
+                };
+            };
+            /** @description The query is not valid. */
+            400: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No live session (`console_session_missing`). */
+            401: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No tenant (`console_no_tenant`). */
+            403: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consoleGetEndUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The end user's label (percent-encoded). */
+                label: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The end user and their connected providers. */
+            200: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsoleEndUser"];
+                };
+            };
+            /** @description The label is not valid. */
+            400: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No live session (`console_session_missing`). */
+            401: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No tenant (`console_no_tenant`). */
+            403: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such end user in this tenant (`enduser_not_found`). */
+            404: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consoleEraseEndUser: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The CSRF token from `me` or sign-in. */
+                "x-relay-csrf": string;
+            };
+            path: {
+                /** @description The end user's label (percent-encoded). */
+                label: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Erased. */
+            200: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsoleErasedEndUser"];
+                };
+            };
+            /** @description The label is not valid. */
+            400: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No live session (`console_session_missing`). */
+            401: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A viewer (`console_role_forbidden`), no valid CSRF token, or sent from another site. */
+            403: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such end user in this tenant (`enduser_not_found`). */
+            404: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consoleAcceptInvite: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AcceptInvite"];
+            };
+        };
+        responses: {
+            /** @description Accepted: sign in now. */
+            200: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AcceptedInvite"];
+                };
+            };
+            /** @description The password is too weak (`password_too_weak`) or the body is not valid. */
+            400: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Wrong password for an existing account (`console_password_wrong`), or sent from another site. */
+            403: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such invite (`invite_not_found`). */
+            404: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Used (`invite_used`) or expired (`invite_expired`). */
+            410: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over a rate limit (`rate_limit_exceeded`): per Relay key, per end user and tier, or per client address. */
+            429: {
+                headers: {
+                    /** @description Seconds until one more request is allowed (rounded up). */
+                    "retry-after"?: number;
+                    /** @description The same in milliseconds; the official SDKs prefer it. */
+                    "retry-after-ms"?: number;
+                    /** @description The limit's burst: requests allowed at once. */
+                    "x-ratelimit-limit-requests"?: number;
+                    /** @description Requests left now (0 on a 429). */
+                    "x-ratelimit-remaining-requests"?: number;
+                    /** @description Until the limit is full again, as in `1.5s` or `6m0s`. */
+                    "x-ratelimit-reset-requests"?: string;
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consoleListApiKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tenant's keys, newest first. */
+            200: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsoleApiKeyList"];
+                };
+            };
+            /** @description No live session (`console_session_missing`). */
+            401: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No tenant (`console_no_tenant`). */
+            403: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consoleCreateApiKey: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The CSRF token from `me` or sign-in. */
+                "x-relay-csrf": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConsoleCreateApiKey"];
+            };
+        };
+        responses: {
+            /** @description Created; `apiKey` is shown once. */
+            201: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsoleCreatedApiKey"];
+                };
+            };
+            /** @description The name is too long or the body is not valid. */
+            400: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No live session (`console_session_missing`). */
+            401: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A viewer (`console_role_forbidden`), no valid CSRF token, or sent from another site. */
+            403: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consoleRevokeApiKey: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The CSRF token from `me` or sign-in. */
+                "x-relay-csrf": string;
+            };
+            path: {
+                /** @description The key's public id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked. */
+            200: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsoleRevokedApiKey"];
+                };
+            };
+            /** @description No live session (`console_session_missing`). */
+            401: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description A viewer (`console_role_forbidden`), no valid CSRF token, or sent from another site. */
+            403: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such live key in this tenant (`api_key_not_found`). */
+            404: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consoleMe: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The signed-in member. */
+            200: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Me"];
+                };
+            };
+            /** @description No live session (`console_session_missing`). */
+            401: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consoleListMembers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tenant's members, by email. */
+            200: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsoleMemberList"];
+                };
+            };
+            /** @description No live session (`console_session_missing`). */
+            401: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No tenant (`console_no_tenant`). */
+            403: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consoleInviteMember: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The CSRF token from `me` or sign-in. */
+                "x-relay-csrf": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConsoleInviteRequest"];
+            };
+        };
+        responses: {
+            /** @description The invite; its link is shown once. */
+            201: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsoleInvite"];
+                };
+            };
+            /** @description Not an email address (`email_invalid`) or the body is not valid. */
+            400: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No live session (`console_session_missing`). */
+            401: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not an owner (`console_role_forbidden`), no valid CSRF token, or sent from another site. */
+            403: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consoleRemoveMember: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The CSRF token from `me` or sign-in. */
+                "x-relay-csrf": string;
+            };
+            path: {
+                /** @description The member's account id. */
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed. */
+            200: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsoleRemovedMember"];
+                };
+            };
+            /** @description The id is not valid. */
+            400: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No live session (`console_session_missing`). */
+            401: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not an owner (`console_role_forbidden`), no valid CSRF token, or sent from another site. */
+            403: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such member in this tenant (`member_not_found`). */
+            404: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It would leave the tenant without an owner (`last_owner`). */
+            409: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consoleChangeMemberRole: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The CSRF token from `me` or sign-in. */
+                "x-relay-csrf": string;
+            };
+            path: {
+                /** @description The member's account id. */
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConsoleRoleChange"];
+            };
+        };
+        responses: {
+            /** @description The member with the new role. */
+            200: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConsoleMember"];
+                };
+            };
+            /** @description The body or id is not valid. */
+            400: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No live session (`console_session_missing`). */
+            401: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not an owner (`console_role_forbidden`), no valid CSRF token, or sent from another site. */
+            403: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No such member in this tenant (`member_not_found`). */
+            404: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description It would leave the tenant without an owner (`last_owner`). */
+            409: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consoleChangePassword: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The CSRF token from `me` or sign-in. */
+                "x-relay-csrf": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordChange"];
+            };
+        };
+        responses: {
+            /** @description Changed; every session of the account has ended. */
+            204: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The new password is too weak (`password_too_weak`) or the body is not valid. */
+            400: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No live session (`console_session_missing`). */
+            401: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Wrong current password (`console_password_wrong`), no valid CSRF token, or sent from another site. */
+            403: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consoleSignIn: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SignInRequest"];
+            };
+        };
+        responses: {
+            /** @description Signed in; the cookie is set. */
+            200: {
+                headers: {
+                    /** @description `relay_console=…; Path=/console; HttpOnly; SameSite=Strict[; Secure]` */
+                    "set-cookie"?: string;
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Me"];
+                };
+            };
+            /** @description The body is not valid JSON of this shape. */
+            400: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The email or password is not correct (`console_sign_in_failed`). */
+            401: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Sent from another site (`console_cross_site`). */
+            403: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over a rate limit (`rate_limit_exceeded`): per Relay key, per end user and tier, or per client address. */
+            429: {
+                headers: {
+                    /** @description Seconds until one more request is allowed (rounded up). */
+                    "retry-after"?: number;
+                    /** @description The same in milliseconds; the official SDKs prefer it. */
+                    "retry-after-ms"?: number;
+                    /** @description The limit's burst: requests allowed at once. */
+                    "x-ratelimit-limit-requests"?: number;
+                    /** @description Requests left now (0 on a 429). */
+                    "x-ratelimit-remaining-requests"?: number;
+                    /** @description Until the limit is full again, as in `1.5s` or `6m0s`. */
+                    "x-ratelimit-reset-requests"?: string;
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consoleSignOut: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The CSRF token from `me` or sign-in. */
+                "x-relay-csrf": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Signed out; the cookie is cleared. */
+            204: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No live session (`console_session_missing`). */
+            401: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description No valid CSRF token (`console_csrf_invalid`) or sent from another site (`console_cross_site`). */
+            403: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consoleAsset: {
+        parameters: {
+            query?: {
+                /**
+                 * @description The content hash (the `ETag`, also in `X-Relay-Widget-Version`): with the current one the
+                 *     answer is cacheable for a year.
+                 */
+                v?: string;
+            };
+            header?: {
+                /** @description A previous `ETag`. */
+                "If-None-Match"?: string | null;
+            };
+            path: {
+                /** @description `app.js`, `app.css` or `strings.js`. */
+                asset: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The asset. */
+            200: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/javascript; charset=utf-8": string;
+                    "text/css; charset=utf-8": string;
+                };
+            };
+            /** @description Not modified (`If-None-Match` matched). */
+            304: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such asset (`unknown_route`). */
+            404: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    consoleInvitePage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The invite token. */
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The HTML page. */
+            200: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html; charset=utf-8": string;
+                };
+            };
+        };
+    };
+    consoleNamedPage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description `sign-in`, `keys`, `end-users` or `members`. */
+                page: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The HTML page. */
+            200: {
+                headers: {
+                    "x-relay-request-id": components["headers"]["RequestId"];
+                    "x-request-id": components["headers"]["RequestIdCompat"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html; charset=utf-8": string;
+                };
+            };
+            /** @description No such page (`unknown_route`). */
+            404: {
                 headers: {
                     "x-relay-request-id": components["headers"]["RequestId"];
                     "x-request-id": components["headers"]["RequestIdCompat"];
