@@ -83,7 +83,7 @@
         const signed = await api('POST', '/sign-in', { email: form.email.value, password: form.password.value });
         csrf = signed.csrfToken;
         go('/console/keys');
-      } catch (err) { form.password.value = ''; say(t('error', { message: err.message }), true); }
+      } catch (err) { form.password.value = ''; say(err.status === 401 ? err.message : t('error', { message: err.message }), true); }
     });
     page(t('sign_in_title'), form);
     (prefill ? form.password : form.email).focus();
@@ -101,7 +101,12 @@
       try {
         const done = await api('POST', '/invites/accept', { token, password: form.password.value });
         say(t('invite_done'));
-        go('/console/sign-in?email=' + encodeURIComponent(done.email));
+        // Joined: sign in with the password just set, so the member lands in the console.
+        try {
+          const signed = await api('POST', '/sign-in', { email: done.email, password: form.password.value });
+          csrf = signed.csrfToken;
+          go('/console/keys');
+        } catch (_) { go('/console/sign-in?email=' + encodeURIComponent(done.email)); }
       } catch (err) { say(t('error', { message: err.message }), true); }
     });
     page(t('invite_title'), form);

@@ -17,7 +17,7 @@ window.RELAY_CONSOLE_STRINGS = {
     confirm_password: 'Repeat the password',
     passwords_differ: 'The passwords differ.',
     accept: 'Set password and join',
-    invite_done: 'Done: you can sign in now.',
+    invite_done: 'Done: signing you in…',
     keys_title: 'API keys',
     key_name: 'Name (optional)',
     create_key: 'Create key',

@@ -46,8 +46,13 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `relay serve --listen 127.0.0.1:0` with JSON logs and waits for it to listen.
     pub fn start(env: &[(&str, &str)], cwd: Option<&std::path::Path>) -> Self {
+        Self::start_on("127.0.0.1:0", env, cwd)
+    }
+
+    /// Like `start`, on `listen` (for a server whose `RELAY_PUBLIC_URL` must name its port).
+    pub fn start_on(listen: &str, env: &[(&str, &str)], cwd: Option<&std::path::Path>) -> Self {
         let mut cmd = Command::new(relay_bin());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        cmd.args(["serve", "--listen", listen, "--log-format", "json"])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "debug,sqlx=debug,hyper=info,h2=info,rustls=info")
