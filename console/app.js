@@ -75,7 +75,8 @@
       field('email', t('email'), { type: 'email', autocomplete: 'username', required: true }),
       field('password', t('password'), { type: 'password', autocomplete: 'current-password', required: true }),
       h('button', { type: 'submit', text: t('sign_in') }));
-    const prefill = new URLSearchParams(window.location.search).get('email');
+    const query = new URLSearchParams(window.location.search);
+    const prefill = query.get('email');
     if (prefill) form.email.value = prefill;
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
@@ -86,6 +87,7 @@
       } catch (err) { form.password.value = ''; say(err.status === 401 ? err.message : t('error', { message: err.message }), true); }
     });
     page(t('sign_in_title'), form);
+    if (query.has('signed-out')) say(t('signed_out'));
     (prefill ? form.password : form.email).focus();
   }
 
@@ -232,6 +234,7 @@
           const inv = await api('POST', '/members/invites', { email: form['invite-email'].value, role: form['invite-role'].value });
           link.replaceChildren(t('invite_link', { email: inv.email }), ' ', h('code', { text: inv.inviteUrl }));
           link.hidden = false;
+          form['invite-email'].value = '';
         } catch (err) { fail(err); }
       });
       content.push(form, link);
@@ -281,7 +284,7 @@
     out.textContent = t('sign_out');
     out.addEventListener('click', async () => {
       try { await api('POST', '/sign-out'); } catch (_) { /* signed out either way */ }
-      go('/console/sign-in');
+      go('/console/sign-in?signed-out=1');
     });
     return true;
   }

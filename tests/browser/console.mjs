@@ -75,12 +75,28 @@ async function open(page, urlPath, heading) {
   await page.waitForSelector(`main h1:text-is("${heading}")`);
 }
 
-/** Light and dark screenshots of the whole page (secrets masked), and that dark is dark. */
+const AXE = fs.readFileSync(path.join(HERE, 'node_modules/axe-core/axe.min.js'), 'utf8');
+
+/** axe-core's serious and critical violations on the page as it is now (injected by the
+ *  driver, so the page's CSP is not bent for it). */
+async function accessibility(page, name) {
+  if (!(await page.evaluate(() => Boolean(window.axe)))) await page.evaluate(AXE);
+  const found = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { resultTypes: ['violations'] });
+    return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  });
+  assert.deepEqual(found, [], `${name}: no serious or critical accessibility violation`);
+}
+
+/** Light and dark screenshots of the whole page (secrets masked), that dark is dark, and
+ *  axe-core in both. */
 async function shoot(page, name, mask = []) {
   const backgrounds = [];
   for (const scheme of ['light', 'dark']) {
     await page.emulateMedia({ colorScheme: scheme });
     backgrounds.push(await page.evaluate(() => getComputedStyle(document.body).backgroundColor));
+    await accessibility(page, `${name} (${scheme})`);
     const file = path.join(ARTIFACTS, `console-${name}-${scheme}.png`);
     await page.screenshot({ path: file, fullPage: true, animations: 'disabled', caret: 'hide', mask: mask.map((s) => page.locator(s)) });
     shots.push(file);
@@ -213,8 +229,9 @@ try {
   const cookie = `${session.name}=${session.value}`;
   assert.equal((await call('GET', '/console/api/me', { cookie })).status, 200);
   await owner.click('#sign-out');
-  await owner.waitForURL(`${RELAY}/console/sign-in`);
+  await owner.waitForURL(`${RELAY}/console/sign-in?signed-out=1`);
   await owner.waitForSelector('main h1:text-is("Sign in to Relay")');
+  await owner.waitForSelector('.status:text-is("You are signed out.")');
   await owner.goto(RELAY + '/console/keys');
   await owner.waitForURL(`${RELAY}/console/sign-in`);
   await owner.waitForSelector('#email');
