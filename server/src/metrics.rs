@@ -151,7 +151,7 @@ impl Metrics {
             usage_pruned_rows: IntCounterVec::new(
                 Opts::new(
                     "usage_pruned_rows_total",
-                    "Expired rows deleted by retention, by table (usage_events, usage_daily, spend)",
+                    "Expired rows deleted by retention, by table (usage_events, usage_daily, spend, console_sessions)",
                 ),
                 &["table"],
             )?,

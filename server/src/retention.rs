@@ -1,5 +1,6 @@
 //! Retention: a background task deletes usage events past `RELAY_USAGE_RETENTION_DAYS`, daily
-//! roll-ups past `RELAY_USAGE_ROLLUP_RETENTION_DAYS` and spend counters no budget reads any more.
+//! roll-ups past `RELAY_USAGE_ROLLUP_RETENTION_DAYS`, spend counters no budget reads any more and
+//! console sessions that have ended.
 //!
 //! Deletes run in small batches (one short statement each, a pause between), so the writers of
 //! new usage never wait long on them; several nodes may prune at once (a row one deletes, the
@@ -67,7 +68,8 @@ pub fn start(store: DynStore, metrics: Arc<Metrics>, retention: Retention) -> to
                     usage_events = pruned.usage_events,
                     usage_daily = pruned.usage_daily,
                     spend = pruned.spend,
-                    "pruned expired usage"
+                    console_sessions = pruned.console_sessions,
+                    "pruned expired usage and sessions"
                 );
             }
             tokio::time::sleep(EVERY).await;
@@ -98,6 +100,15 @@ pub async fn prune(
     let (days_before, months_before) = spend_cutoffs(now);
     pruned.spend =
         in_batches("spend", metrics, batch, pause, || store.prune_spend(days_before, months_before, batch)).await;
+    // Ended sessions already fail to authenticate; this only keeps the table small (one
+    // statement: a few hours of sign-ins at most).
+    match store.console().prune_sessions(now, now - crate::console::IDLE).await {
+        Ok(n) => {
+            pruned.console_sessions = n;
+            metrics.usage_pruned_rows.with_label_values(&["console_sessions"]).inc_by(n);
+        }
+        Err(e) => tracing::warn!(error = ?e, "could not prune ended console sessions; trying again next round"),
+    }
     pruned
 }
 

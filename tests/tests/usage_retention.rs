@@ -1,6 +1,6 @@
 //! Usage under retention: `GET /v1/usage` answers the same from daily roll-ups (whole days) as
 //! from raw events (parts of days), and pruning removes old events and spend counters while the
-//! roll-ups stay and still add up.
+//! roll-ups stay and still add up; ended console sessions go in the same round.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,7 +20,12 @@ macro_rules! both_backends {
     };
 }
 
-both_backends!(rollups_answer_as_raw_events_do, pruning_keeps_rollups_that_add_up, migration_backfills_rollups);
+both_backends!(
+    rollups_answer_as_raw_events_do,
+    pruning_keeps_rollups_that_add_up,
+    migration_backfills_rollups,
+    pruning_deletes_ended_console_sessions,
+);
 
 #[allow(clippy::too_many_arguments)]
 fn event(
@@ -310,4 +315,35 @@ async fn migration_backfills_rollups(backend: Backend) {
     run(backfill).await;
     assert_eq!(report(&app, from, to, "&groupBy=endUser").await, before);
     assert_eq!(report(&app, from, to, "&groupBy=day").await, before_by_day);
+}
+
+/// The hourly round deletes console sessions past their idle end (30 minutes) and keeps live ones.
+async fn pruning_deletes_ended_console_sessions(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let email = relay::console::Email::parse("member@example.com").expect("email");
+    let password = secrecy::SecretString::from("a long enough passphrase");
+    let role = Some((app.tenant_id, relay::store::console::Role::Viewer));
+    relay::console::create_account(&app.store, &email, password, false, role).await.expect("account");
+    let res = app
+        .client
+        .post(app.url("/console/api/sign-in"))
+        .json(&serde_json::json!({"email": "member@example.com", "password": "a long enough passphrase"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 200);
+    let cookie = res.headers()["set-cookie"].to_str().expect("ascii").split(';').next().expect("pair").to_owned();
+    let me = || app.client.get(app.url("/console/api/me")).header("cookie", &cookie).send();
+
+    let metrics = relay::metrics::Metrics::new().expect("metrics");
+    let retention = Retention::default();
+    let pruned = relay::retention::prune(&app.store, &metrics, retention, Utc::now(), 3, Duration::ZERO).await;
+    assert_eq!(pruned.console_sessions, 0, "a live session stays");
+    assert_eq!(me().await.expect("send").status(), 200);
+
+    let later = Utc::now() + chrono::Duration::minutes(31);
+    let pruned = relay::retention::prune(&app.store, &metrics, retention, later, 3, Duration::ZERO).await;
+    assert_eq!(pruned.console_sessions, 1, "{pruned:?}");
+    assert!(metrics.render().contains("relay_usage_pruned_rows_total{table=\"console_sessions\"} 1"));
+    assert_eq!(me().await.expect("send").status(), 401);
 }

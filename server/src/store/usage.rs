@@ -133,4 +133,6 @@ pub struct Pruned {
     pub usage_events: u64,
     pub usage_daily: u64,
     pub spend: u64,
+    /// Console sessions past their idle or absolute end.
+    pub console_sessions: u64,
 }
