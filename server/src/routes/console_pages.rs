@@ -3,11 +3,11 @@
 
 use std::sync::OnceLock;
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::widget::{content_security_policy, serve_asset, Asset, AssetQuery};
+use super::widget::{content_security_policy, AssetQuery, PageAssets};
 use crate::error::{ApiError, ErrorBody};
 
 const SHELL: &str = include_str!("../../../console/page.html");
@@ -15,27 +15,19 @@ const SHELL: &str = include_str!("../../../console/page.html");
 /// The pages the shell renders (the first path segment after `/console/`).
 const PAGES: &[&str] = &["sign-in", "keys", "end-users", "members"];
 
-struct Assets {
-    app_js: Asset,
-    app_css: Asset,
-    strings: Asset,
-}
-
-fn assets() -> &'static Assets {
-    static ASSETS: OnceLock<Assets> = OnceLock::new();
-    ASSETS.get_or_init(|| Assets {
-        app_js: Asset::new(include_str!("../../../console/app.js"), "text/javascript; charset=utf-8"),
-        app_css: Asset::new(include_str!("../../../console/app.css"), "text/css; charset=utf-8"),
-        strings: Asset::new(include_str!("../../../console/strings.js"), "text/javascript; charset=utf-8"),
+fn assets() -> &'static PageAssets {
+    static ASSETS: OnceLock<PageAssets> = OnceLock::new();
+    ASSETS.get_or_init(|| {
+        PageAssets::new(
+            include_str!("../../../console/app.js"),
+            include_str!("../../../console/app.css"),
+            include_str!("../../../console/strings.js"),
+        )
     })
 }
 
 fn shell() -> HttpResponse {
-    let all = assets();
-    let html = SHELL
-        .replace("{{css_version}}", all.app_css.version())
-        .replace("{{strings_version}}", all.strings.version())
-        .replace("{{app_version}}", all.app_js.version());
+    let html = assets().fill(SHELL);
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CONTENT_SECURITY_POLICY, content_security_policy(&[])))
@@ -123,17 +115,5 @@ pub async fn asset(
     name: web::Path<String>,
     query: web::Query<AssetQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let all = assets();
-    let asset = match name.as_str() {
-        "app.js" => &all.app_js,
-        "app.css" => &all.app_css,
-        "strings.js" => &all.strings,
-        _ => return Err(crate::error::for_bare_status(StatusCode::NOT_FOUND, "GET", req.path())),
-    };
-    let mut res = serve_asset(&req, asset, query.v.as_deref());
-    res.headers_mut().insert(
-        header::HeaderName::from_static("cross-origin-resource-policy"),
-        HeaderValue::from_static("same-origin"),
-    );
-    Ok(res)
+    assets().serve(&req, &name, query.v.as_deref())
 }

@@ -54,19 +54,67 @@ impl Asset {
 
 pub struct Assets {
     pub widget: Asset,
-    app_js: Asset,
-    app_css: Asset,
-    strings: Asset,
+    page: PageAssets,
 }
 
 pub fn assets() -> &'static Assets {
     static ASSETS: OnceLock<Assets> = OnceLock::new();
     ASSETS.get_or_init(|| Assets {
         widget: Asset::new(include_str!("../../../widget/widget.js"), "text/javascript; charset=utf-8"),
-        app_js: Asset::new(include_str!("../../../widget/app.js"), "text/javascript; charset=utf-8"),
-        app_css: Asset::new(include_str!("../../../widget/app.css"), "text/css; charset=utf-8"),
-        strings: Asset::new(include_str!("../../../widget/strings.js"), "text/javascript; charset=utf-8"),
+        page: PageAssets::new(
+            include_str!("../../../widget/app.js"),
+            include_str!("../../../widget/app.css"),
+            include_str!("../../../widget/strings.js"),
+        ),
     })
+}
+
+/// A page's script, styles and strings, as the widget frame and the console each serve them
+/// from `…/{asset}`: versioned by content hash, the page's HTML naming each version.
+pub(crate) struct PageAssets {
+    app_js: Asset,
+    app_css: Asset,
+    strings: Asset,
+}
+
+impl PageAssets {
+    pub(crate) fn new(app_js: &'static str, app_css: &'static str, strings: &'static str) -> Self {
+        Self {
+            app_js: Asset::new(app_js, "text/javascript; charset=utf-8"),
+            app_css: Asset::new(app_css, "text/css; charset=utf-8"),
+            strings: Asset::new(strings, "text/javascript; charset=utf-8"),
+        }
+    }
+
+    /// `html` with the assets' versions in place of `{{app_version}}`, `{{css_version}}` and
+    /// `{{strings_version}}`.
+    pub(crate) fn fill(&self, html: &str) -> String {
+        html.replace("{{css_version}}", self.app_css.version())
+            .replace("{{strings_version}}", self.strings.version())
+            .replace("{{app_version}}", self.app_js.version())
+    }
+
+    /// `GET …/{asset}`: `app.js`, `app.css` or `strings.js`, for this site only; any other
+    /// name is a 404.
+    pub(crate) fn serve(
+        &self,
+        req: &HttpRequest,
+        name: &str,
+        requested: Option<&str>,
+    ) -> Result<HttpResponse, ApiError> {
+        let asset = match name {
+            "app.js" => &self.app_js,
+            "app.css" => &self.app_css,
+            "strings.js" => &self.strings,
+            _ => return Err(crate::error::for_bare_status(StatusCode::NOT_FOUND, "GET", req.path())),
+        };
+        let mut res = serve_asset(req, asset, requested);
+        res.headers_mut().insert(
+            header::HeaderName::from_static("cross-origin-resource-policy"),
+            HeaderValue::from_static("same-origin"),
+        );
+        Ok(res)
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -145,19 +193,7 @@ pub async fn asset(
     name: web::Path<String>,
     query: web::Query<AssetQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let all = assets();
-    let asset = match name.as_str() {
-        "app.js" => &all.app_js,
-        "app.css" => &all.app_css,
-        "strings.js" => &all.strings,
-        _ => return Err(crate::error::for_bare_status(StatusCode::NOT_FOUND, "GET", req.path())),
-    };
-    let mut res = serve_asset(&req, asset, query.v.as_deref());
-    res.headers_mut().insert(
-        header::HeaderName::from_static("cross-origin-resource-policy"),
-        HeaderValue::from_static("same-origin"),
-    );
-    Ok(res)
+    assets().page.serve(&req, &name, query.v.as_deref())
 }
 
 pub(crate) fn serve_asset(req: &HttpRequest, asset: &Asset, requested: Option<&str>) -> HttpResponse {
@@ -369,17 +405,14 @@ impl Page<'_> {
         let theme = self.theme.filter(|t| matches!(*t, "dark" | "auto")).unwrap_or("light");
         let data: String =
             self.data.iter().map(|(name, value)| format!(" data-{name}=\"{}\"", escape_attr(value))).collect();
-        let all = assets();
         let html = PAGE_TEMPLATE
             .replace("{{lang}}", lang)
             .replace("{{mode}}", self.mode)
             .replace("{{theme}}", theme)
             .replace("{{data}}", &data)
             .replace("{{title}}", if lang == "ko" { "API 키 연결 · Relay" } else { "Connect your API key · Relay" })
-            .replace("{{assets}}", self.assets)
-            .replace("{{css_version}}", all.app_css.version())
-            .replace("{{strings_version}}", all.strings.version())
-            .replace("{{app_version}}", all.app_js.version());
+            .replace("{{assets}}", self.assets);
+        let html = assets().page.fill(&html);
         let mut res = HttpResponse::Ok();
         res.content_type("text/html; charset=utf-8")
             .insert_header((header::CONTENT_SECURITY_POLICY, content_security_policy(frame_ancestors)))
