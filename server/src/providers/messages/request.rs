@@ -7,7 +7,7 @@ use crate::providers::unified::TranslateError;
 use crate::providers::ProviderId;
 
 /// Messages parameters read by the translation below.
-const HANDLED: [&str; 13] = [
+const HANDLED: [&str; 14] = [
     "model",
     "messages",
     "max_tokens",
@@ -21,6 +21,7 @@ const HANDLED: [&str; 13] = [
     "tools",
     "tool_choice",
     "thinking",
+    "output_config",
 ];
 
 fn bad(message: impl Into<String>, param: &str) -> TranslateError {
@@ -41,6 +42,7 @@ pub fn rename_param(e: TranslateError) -> TranslateError {
             "reasoning_effort" => "thinking",
             "user" => "metadata.user_id",
             "parallel_tool_calls" => "tool_choice.disable_parallel_tool_use",
+            "response_format" => "output_config.format",
             other => return format!("{other}{tail}"),
         };
         renamed.to_owned()
@@ -106,6 +108,9 @@ pub fn chat_request(req: &Value, provider: ProviderId) -> Result<Value, Translat
     }
     if let Some(effort) = thinking(field(req, "thinking"))? {
         out.insert("reasoning_effort".into(), json!(effort));
+    }
+    if let Some(format) = output_config(field(req, "output_config"))? {
+        out.insert("response_format".into(), format);
     }
     if let Some(tools) = field(req, "tools") {
         let tools = tools.as_array().ok_or_else(|| bad("tools must be an array.", "tools"))?;
@@ -333,4 +338,29 @@ fn thinking(t: Option<&Value>) -> Result<Option<&'static str>, TranslateError> {
         }
         _ => Err(bad("thinking type must be enabled or disabled.", "thinking.type")),
     }
+}
+
+/// `output_config` -> Chat's `response_format`: `format: {"type": "json_schema", "schema"}` becomes a
+/// strict `json_schema` format (Anthropic's structured outputs also hold the answer to the schema).
+/// `effort` has no Chat equivalent here (`thinking` is the way to ask for reasoning) and is refused.
+fn output_config(c: Option<&Value>) -> Result<Option<Value>, TranslateError> {
+    let Some(c) = c else { return Ok(None) };
+    let c = c.as_object().ok_or_else(|| bad("output_config must be an object.", "output_config"))?;
+    for (key, value) in c {
+        if !value.is_null() && key != "format" {
+            return Err(bad(format!("output_config.{key} is not supported on /v1/messages for this model."), &format!("output_config.{key}")));
+        }
+    }
+    let Some(format) = field(c, "format") else { return Ok(None) };
+    if format["type"] != "json_schema" {
+        return Err(bad("output_config.format type must be json_schema.", "output_config.format.type"));
+    }
+    let schema = format
+        .get("schema")
+        .filter(|s| s.is_object())
+        .ok_or_else(|| bad("output_config.format needs a schema: a JSON object.", "output_config.format.schema"))?;
+    Ok(Some(json!({
+        "type": "json_schema",
+        "json_schema": { "name": "output", "schema": schema, "strict": true },
+    })))
 }

@@ -55,6 +55,14 @@ fn what_no_target_can_honour_is_refused_by_name() {
     let mut no_max = base.clone();
     no_max.as_object_mut().map(|o| o.remove("max_tokens"));
     assert_eq!(chat_request(&no_max, ProviderId::OpenAi).expect_err("refused").param, Some("max_tokens".into()));
+    assert_eq!(with("output_config", json!({"effort": "high"})), Some("output_config.effort".into()));
+    assert_eq!(with("output_config", json!({"format": {"type": "text"}})), Some("output_config.format.type".into()));
+    assert_eq!(
+        with("output_config", json!({"format": {"type": "json_schema"}})),
+        Some("output_config.format.schema".into())
+    );
+    let e = rename_param(crate::providers::unified::TranslateError::new("x", Some("response_format.json_schema")));
+    assert_eq!(e.param.as_deref(), Some("output_config.format"));
     let e = rename_param(crate::providers::unified::TranslateError::new("x", Some("reasoning_effort")));
     assert_eq!(e.param.as_deref(), Some("thinking"));
     let e = rename_param(crate::providers::unified::TranslateError::new("x", Some("messages[2].content")));
