@@ -348,7 +348,10 @@ fn output_config(c: Option<&Value>) -> Result<Option<Value>, TranslateError> {
     let c = c.as_object().ok_or_else(|| bad("output_config must be an object.", "output_config"))?;
     for (key, value) in c {
         if !value.is_null() && key != "format" {
-            return Err(bad(format!("output_config.{key} is not supported on /v1/messages for this model."), &format!("output_config.{key}")));
+            return Err(bad(
+                format!("output_config.{key} is not supported on /v1/messages for this model."),
+                &format!("output_config.{key}"),
+            ));
         }
     }
     let Some(format) = field(c, "format") else { return Ok(None) };
