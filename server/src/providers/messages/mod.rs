@@ -13,7 +13,10 @@
 //!   refuse `max_tokens`), as `max_tokens` elsewhere.
 //! - `thinking: {"type": "enabled", "budget_tokens": N}` becomes `reasoning_effort` (low up to 4095,
 //!   medium up to 16383, high above); the target refuses it where it cannot think. Thinking comes
-//!   back as `thinking` blocks with an empty signature (only Anthropic signs them).
+//!   back as `thinking` blocks with an empty signature (only Anthropic signs them): Gemini's thought
+//!   parts do; OpenAI's Chat Completions returns no reasoning text, only its token count.
+//! - `output_config.format` (`{"type": "json_schema", "schema"}`, structured outputs) becomes a
+//!   strict `json_schema` `response_format`; `output_config.effort` is refused by name.
 //! - `cache_control` on blocks is dropped: a caching hint, not a different answer. `top_k`, server
 //!   tools, documents other than base64 PDFs and images inside tool results are refused by name.
 //! - Stop reasons: `stop` -> `end_turn`, `length` -> `max_tokens`, `tool_calls` -> `tool_use`,
