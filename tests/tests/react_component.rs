@@ -32,18 +32,8 @@ fn build_page() -> String {
     assert!(dir.join("node_modules").exists(), "run `npm ci` in sdk/react (scripts/test does)");
     node(&["scripts/build.mjs"], &dir, "npm run build in sdk/react");
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("react-component-page.js");
-    let outfile = format!("--outfile={}", out.display());
-    let args = [
-        "node_modules/esbuild/bin/esbuild",
-        "test/page.jsx",
-        "--bundle",
-        "--format=esm",
-        "--jsx=automatic",
-        "--define:process.env.NODE_ENV=\"development\"",
-        "--log-level=warning",
-        &outfile,
-    ];
-    node(&args, &dir, "esbuild");
+    let outfile = out.display().to_string();
+    node(&["test/bundle.mjs", &outfile], &dir, "esbuild");
     std::fs::read_to_string(out).expect("the bundle")
 }
 
