@@ -385,7 +385,12 @@ fn anchor(heading: &str) -> String {
 #[test]
 fn docs_link_only_to_files_in_the_repository() {
     let root = repo().canonicalize().expect("repo");
-    let mut pages = vec![root.join("README.md"), root.join("sdk/js/README.md"), root.join("sdk/python/README.md")];
+    let mut pages = vec![
+        root.join("README.md"),
+        root.join("sdk/js/README.md"),
+        root.join("sdk/python/README.md"),
+        root.join("sdk/react/README.md"),
+    ];
     for dir in ["docs", "examples", "examples/express-app", "examples/fastapi-app"] {
         for entry in std::fs::read_dir(root.join(dir)).expect("dir").map_while(Result::ok) {
             if entry.path().extension().is_some_and(|e| e == "md") {
