@@ -171,8 +171,20 @@ out.webhook_old = await refused(d.body, { ...d.headers, 'webhook-timestamp': Str
 out.webhook_unsigned = await refused(d.body, { ...d.headers, 'webhook-signature': undefined }, hook.secret);
 out.deliveries = (await relay.webhooks.deliveries(hook.id, { limit: 10 })).data.map((x) => x.type);
 
-// Removing things.
+// Removing things. After its key is gone, the user's next chat is the OpenAI client's own error,
+// with Relay's request id; a revoked rly- key is a RelayError with its status, code and id.
 out.key_deleted = await relay.users.deleteKey(job.user, 'openai');
+try {
+  await relay.openai({ user: job.user, maxRetries: 0 }).chat.completions.create({
+    model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }],
+  });
+  out.chat_after_delete = null;
+} catch (e) {
+  // By name: the client comes from the SDK's own copy of `openai` here (a linked package), so
+  // `instanceof` against this script's copy would not hold.
+  out.chat_after_delete = { openaiError: e?.constructor?.name === 'NotFoundError', status: e.status, code: e.code, requestId: e.requestID };
+}
+out.revoked_key = await errorOf(new Relay({ key: job.revoked_key, baseURL: job.base_url }).users.retrieve(job.user));
 out.user_deleted = await relay.users.del(job.user);
 out.webhook_deleted = await relay.webhooks.del(hook.id);
 process.stdout.write(JSON.stringify(out) + '\n');

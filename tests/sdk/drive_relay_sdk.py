@@ -225,6 +225,14 @@ out["async"] = asyncio.run(async_part())
 assert isinstance(client, openai.OpenAI)
 
 out["key_deleted"] = relay.users.delete_key(user, "openai")
+try:
+    relay.openai(user=user, max_retries=0).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+    )
+    out["chat_after_delete"] = None
+except openai.APIStatusError as e:
+    out["chat_after_delete"] = {"openaiError": True, "status": e.status_code, "code": e.code, "requestId": e.request_id}
+out["revoked_key"] = error_of(lambda: Relay(key=job["revoked_key"], base_url=job["base_url"]).users.retrieve(user))
 out["user_deleted"] = relay.users.delete(user)
 out["webhook_deleted"] = relay.webhooks.delete(hook["id"])
 relay.close()

@@ -1,5 +1,6 @@
 //! The examples/ a developer copies, run the way they would run them: against a real `relay serve`
-//! with a mock provider, the Express app in Chromium, the FastAPI app over HTTP, the quickstarts.
+//! with a mock provider, the Express app in Chromium, the FastAPI app over HTTP, the quickstarts
+//! (from the packed tarball and the wheel, installed in clean folders).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -325,6 +326,82 @@ fn readme_block(readme: &str, lang: &str) -> String {
     quickstart[start..start + quickstart[start..].find("```").expect("its end")].to_owned()
 }
 
+/// A clean folder of the test's own, outside the source tree.
+fn clean_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}
+
+/// Runs `cmd` to completion, asserting success; its stdout.
+fn succeed(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.env("PIP_ROOT_USER_ACTION", "ignore").output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(out.status.success(), "{what} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The JS quickstart in a clean folder, with the tarball `npm pack` makes of sdk/js (and the
+/// quickstart's `openai`) installed there, as a developer would install the published package.
+fn packed_js_quickstart() -> PathBuf {
+    let dir = clean_dir("quickstart-packed-js");
+    // Built once for this binary (the Express test uses the same dist/), so `prepack` is skipped.
+    build_js_sdk();
+    let packed = succeed(
+        Command::new("npm")
+            .args(["pack", "--silent", "--ignore-scripts", "--pack-destination"])
+            .arg(&dir)
+            .current_dir(repo().join("sdk/js")),
+        "npm pack in sdk/js",
+    );
+    let tarball = dir.join(packed.trim().lines().last().expect("the tarball's name"));
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("examples/quickstart/package.json")).expect("package.json"),
+    )
+    .expect("json");
+    let openai = format!("openai@{}", manifest["dependencies"]["openai"].as_str().expect("openai's version"));
+    std::fs::write(dir.join("package.json"), r#"{"private": true, "type": "module"}"#).expect("write");
+    succeed(
+        Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefer-offline", &openai])
+            .arg(&tarball)
+            .current_dir(&dir),
+        "npm install of the packed SDK",
+    );
+    std::fs::copy(repo().join("examples/quickstart/quickstart.mjs"), dir.join("quickstart.mjs")).expect("copy");
+    dir
+}
+
+/// The Python quickstart in a clean folder, with the wheel built from sdk/python installed in
+/// `site/` there. Returns (folder, site).
+fn wheel_python_quickstart() -> (PathBuf, PathBuf) {
+    let dir = clean_dir("quickstart-wheel-py");
+    let (dist, site) = (dir.join("dist"), dir.join("site"));
+    succeed(
+        Command::new("python3")
+            .args(["-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps", "--no-build-isolation"])
+            .arg("--wheel-dir")
+            .arg(&dist)
+            .arg(repo().join("sdk/python")),
+        "pip wheel ./sdk/python",
+    );
+    let wheel = std::fs::read_dir(&dist)
+        .expect("dist")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .expect("a wheel");
+    succeed(
+        Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--target"])
+            .arg(&site)
+            .arg(&wheel),
+        "pip install of the wheel",
+    );
+    std::fs::copy(repo().join("examples/quickstart/quickstart.py"), dir.join("quickstart.py")).expect("copy");
+    (dir, site)
+}
+
 /// The quickstart's user, with a key connected (as the widget would after step 1).
 async fn quickstart_stack() -> (Stack, String) {
     let stack = Stack::start().await;
@@ -338,12 +415,11 @@ async fn the_js_quickstart_runs_as_written() {
     let dir = repo().join("examples/quickstart");
     let file = std::fs::read_to_string(dir.join("quickstart.mjs")).expect("quickstart.mjs");
     assert!(file.ends_with(&readme_block("sdk/js/README.md", "ts")), "quickstart.mjs is sdk/js/README.md's");
-    node_modules(&dir);
-    build_js_sdk();
+    let packed = tokio::task::spawn_blocking(packed_js_quickstart).await.expect("join");
     let (stack, key) = quickstart_stack().await;
     let mut cmd = Command::new("node");
     cmd.arg("quickstart.mjs")
-        .current_dir(&dir)
+        .current_dir(&packed)
         .env("RELAY_API_KEY", &stack.rly)
         .env("RELAY_BASE_URL", &stack.server.address);
     let out = run_to_end(cmd, "node quickstart.mjs").await;
@@ -356,11 +432,12 @@ async fn the_python_quickstart_runs_as_written() {
     let dir = repo().join("examples/quickstart");
     let file = std::fs::read_to_string(dir.join("quickstart.py")).expect("quickstart.py");
     assert!(file.ends_with(&readme_block("sdk/python/README.md", "python")), "quickstart.py is the README's");
+    let (installed, site) = tokio::task::spawn_blocking(wheel_python_quickstart).await.expect("join");
     let (stack, key) = quickstart_stack().await;
     let mut cmd = Command::new("python3");
     cmd.arg("quickstart.py")
-        .current_dir(&dir)
-        .env("PYTHONPATH", python_sdk())
+        .current_dir(&installed)
+        .env("PYTHONPATH", site)
         .env("RELAY_API_KEY", &stack.rly)
         .env("RELAY_BASE_URL", &stack.server.address);
     let out = run_to_end(cmd, "python3 quickstart.py").await;

@@ -1,5 +1,6 @@
 //! Relay's own SDKs (sdk/js and sdk/python) against a real Relay with a mock provider: every
-//! method, RelayError on 4xx, retries of 429/5xx, timeouts, and webhook verification.
+//! method, RelayError on 4xx (a revoked key too), the OpenAI client's error after a key is
+//! removed, retries of 429/5xx, timeouts, and webhook verification.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,7 +43,14 @@ async fn relay_for(user: &str) -> (TestApp, String, Value) {
     let provider_key = fake_keys::for_provider("openai");
     app.mock.accept(&provider_key);
     script_chat(&app);
-    let job = json!({"base_url": app.address, "api_key": app.api_key, "provider_key": provider_key, "user": user});
+    // A second rly- key of the tenant's, revoked: the SDKs must report it as such.
+    let revoked =
+        relay::tenants::create_api_key(&app.store, app.tenant_id, Some("revoked"), "test").await.expect("key");
+    let revoked_ok =
+        app.store.revoke_api_key(app.tenant_id, &revoked.record.public_id, chrono::Utc::now()).await.expect("revoke");
+    assert!(revoked_ok);
+    let job = json!({"base_url": app.address, "api_key": app.api_key, "provider_key": provider_key, "user": user,
+        "revoked_key": secrecy::ExposeSecret::expose_secret(&revoked.secret)});
     (app, provider_key, job)
 }
 
@@ -127,6 +135,20 @@ fn check(out: &Value, app: &TestApp, provider_key: &str, user: &str, sdk: &str) 
     assert!(out["deliveries"].as_array().is_some_and(|d| d.contains(&json!("key.connected"))), "{sdk}");
 
     assert_eq!(out["key_deleted"], json!({"endUserLabel": user, "provider": "openai", "deleted": true}), "{sdk}");
+    let after = &out["chat_after_delete"];
+    assert_eq!(after["openaiError"], true, "{sdk}: the OpenAI client's own error: {after}");
+    assert_eq!(
+        (after["status"].as_u64(), after["code"].as_str()),
+        (Some(404), Some("enduser_key_missing")),
+        "{sdk}: {after}"
+    );
+    assert!(after["requestId"].as_str().is_some_and(|id| id.starts_with("req_")), "{sdk}: Relay's request id: {after}");
+    assert_relay_error(&out["revoked_key"], 401, "relay_key_revoked", &format!("{sdk}: a revoked key"));
+    assert!(
+        out["revoked_key"]["requestId"].as_str().is_some_and(|id| id.starts_with("req_")),
+        "{sdk}: {}",
+        out["revoked_key"]
+    );
     assert_eq!(out["user_deleted"], json!({"endUserLabel": user, "deleted": true}), "{sdk}");
     assert_eq!(out["webhook_deleted"]["deleted"], true, "{sdk}");
 }
