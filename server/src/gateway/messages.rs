@@ -7,12 +7,13 @@ use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::composed::{through_chat, ClientApi};
 use super::stream::{observe, streamed, Framing};
 use super::{parse_body, route, translate_error, unreadable};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::providers::messages::{self, MessagesContext, MessagesStream, Passthrough};
-use crate::providers::unified::ChatContext;
+use crate::providers::unified::{ChatContext, StreamTranslator};
 use crate::providers::ResponseError;
 use crate::upstream::Upstream;
 
@@ -41,7 +42,6 @@ pub async fn messages(
     let route = route(&model)?;
     caller.check_model(&[&model, &route.upstream_model])?;
     let provider = route.provider;
-    let dialect = provider.def().dialect;
     let usage = Some((model.as_str(), ENDPOINT.to_owned()));
 
     if messages::native(provider) {
@@ -85,33 +85,13 @@ pub async fn messages(
         include_usage: false,
     };
     let mctx = MessagesContext { id: format!("msg_{}", Uuid::new_v4().simple()), model: model.clone() };
-    let prepared = dialect
-        .chat_request(chat, &route.upstream_model, &ctx, stream)
-        .map_err(|e| translate_error(messages::rename_param(e)))?;
-    let upload = serde_json::to_vec(&prepared.body).map_err(ApiError::internal)?;
-    let mut call = upstream.open(&caller, provider, &prepared.path, None, usage).await?;
-    call.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let sent = call.send(reqwest::Method::POST, Some(upload.into()), "messages").await?;
-    if !sent.is_success() {
-        // In OpenAI's shape here; the messages route answers every error in Anthropic's.
-        return Ok(sent.error_answer(dialect).await);
-    }
-    if !stream {
-        let mut out = sent.answer();
-        let (bytes, mut recorder, waited) = sent.body().await?;
-        let mut fail = |e| {
-            recorder.status(502);
-            unreadable(provider, e)
-        };
-        let (chat, usage) = dialect.chat_response(bytes, &ctx).map_err(&mut fail)?;
-        let chat: Value = serde_json::from_slice(&chat).map_err(|_| fail(ResponseError::NotJson))?;
-        let answer =
-            messages::message_from_chat(&chat, usage, &mctx).map_err(|e| fail(ResponseError::Unreadable(e.message)))?;
-        recorder.usage(usage);
-        observe(upstream, "messages", recorder.started().elapsed().saturating_sub(waited));
-        recorder.store_before_answer().await;
-        return Ok(out.content_type("application/json").body(answer.to_string()));
-    }
-    let translator = MessagesStream::new(dialect.chat_stream(ctx), mctx);
-    Ok(streamed(upstream, sent, Box::new(translator), Framing::Anthropic, "messages_stream"))
+    let api = ClientApi {
+        label: "messages",
+        stream_label: "messages_stream",
+        framing: Framing::Anthropic,
+        rename: messages::rename_param,
+        answer: |chat: &Value, usage| messages::message_from_chat(chat, usage, &mctx),
+        events: |chat| Box::new(MessagesStream::new(chat, mctx.clone())) as Box<dyn StreamTranslator>,
+    };
+    through_chat(upstream, &caller, &route, chat, ctx, stream, usage, api).await
 }

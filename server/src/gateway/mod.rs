@@ -7,6 +7,7 @@
 //! OpenAI's Responses API.
 
 mod chat;
+mod composed;
 mod embeddings;
 mod messages;
 mod models;

@@ -7,12 +7,13 @@ use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::composed::{through_chat, ClientApi};
 use super::stream::{observe, streamed, Framing};
 use super::{parse_body, route, translate_error, unreadable};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::providers::responses::{self, Passthrough, ResponsesContext, ResponsesStream};
-use crate::providers::unified::ChatContext;
+use crate::providers::unified::{ChatContext, StreamTranslator};
 use crate::providers::ResponseError;
 use crate::upstream::Upstream;
 
@@ -73,32 +74,13 @@ pub async fn responses(upstream: &Upstream, caller: Caller, raw: &[u8]) -> Resul
         include_usage: false,
     };
     let rctx = ResponsesContext::new(format!("resp_{}", Uuid::new_v4().simple()), model.clone(), ctx.created, &body);
-    let prepared = dialect
-        .chat_request(chat, &route.upstream_model, &ctx, stream)
-        .map_err(|e| translate_error(responses::rename_param(e)))?;
-    let upload = serde_json::to_vec(&prepared.body).map_err(ApiError::internal)?;
-    let mut call = upstream.open(&caller, provider, &prepared.path, None, usage).await?;
-    call.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let sent = call.send(reqwest::Method::POST, Some(upload.into()), "responses").await?;
-    if !sent.is_success() {
-        return Ok(sent.error_answer(dialect).await);
-    }
-    if !stream {
-        let mut out = sent.answer();
-        let (bytes, mut recorder, waited) = sent.body().await?;
-        let mut fail = |e| {
-            recorder.status(502);
-            unreadable(provider, e)
-        };
-        let (chat, usage) = dialect.chat_response(bytes, &ctx).map_err(&mut fail)?;
-        let chat: Value = serde_json::from_slice(&chat).map_err(|_| fail(ResponseError::NotJson))?;
-        let answer = responses::response_from_chat(&chat, usage, &rctx)
-            .map_err(|e| fail(ResponseError::Unreadable(e.message)))?;
-        recorder.usage(usage);
-        observe(upstream, "responses", recorder.started().elapsed().saturating_sub(waited));
-        recorder.store_before_answer().await;
-        return Ok(out.content_type("application/json").body(answer.to_string()));
-    }
-    let translator = ResponsesStream::new(dialect.chat_stream(ctx), rctx);
-    Ok(streamed(upstream, sent, Box::new(translator), Framing::Responses, "responses_stream"))
+    let api = ClientApi {
+        label: "responses",
+        stream_label: "responses_stream",
+        framing: Framing::Responses,
+        rename: responses::rename_param,
+        answer: |chat: &Value, usage| responses::response_from_chat(chat, usage, &rctx),
+        events: |chat| Box::new(ResponsesStream::new(chat, rctx.clone())) as Box<dyn StreamTranslator>,
+    };
+    through_chat(upstream, &caller, &route, chat, ctx, stream, usage, api).await
 }
